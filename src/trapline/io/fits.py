@@ -43,7 +43,7 @@ def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
         beam: beam to use when the header has none (from the configuration).
 
     Raises:
-        ImageError: with reason ``unreadable``, ``no_data``, ``bad_shape``, ``no_wcs`` or ``no_beam``.
+        ImageError: reason ``unreadable``, ``no_data``, ``bad_shape``, ``no_wcs``, ``no_beam``.
     """
     path = Path(path)
     try:

@@ -1,0 +1,202 @@
+"""Elliptical Gaussian least-squares fits of all islands at once.
+
+Levenberg-Marquardt over every island simultaneously: each island's pixels contribute
+rows to its own 6x6 (or 3x3 with the shape fixed to the beam) normal equations, which
+are accumulated with segmented sums and solved as one batch. Parameters are the peak,
+the centre, log sigmas and the angle; the moments give the starting point.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trapline.extract.config import ExtractionConfig
+from trapline.extract.islands import Islands
+from trapline.extract.moments import PixelShapes, measure_moments
+from trapline.image import PixelBeam
+
+MAX_ITERATIONS = 30
+REFINE_STEPS = 2
+
+# Islands with more pixels than this get Condon's approximate errors instead of the
+# exact sandwich covariance, whose cost grows with the square of the island size.
+MAX_SANDWICH_PIXELS = 600
+
+
+def _model_and_jacobian(p: np.ndarray, x: np.ndarray, y: np.ndarray, free_shape: bool):
+    amp, x0, y0, lmaj, lmin, theta = (p[:, k] for k in range(6))
+    smaj2, smin2 = np.exp(2 * lmaj), np.exp(2 * lmin)
+    c, s = np.cos(theta), np.sin(theta)
+    dx, dy = x - x0, y - y0
+    u = dx * c + dy * s
+    w = -dx * s + dy * c
+    e = np.exp(-0.5 * (u * u / smaj2 + w * w / smin2))
+    m = amp * e
+    cols = [
+        e,
+        m * (u * c / smaj2 - w * s / smin2),
+        m * (u * s / smaj2 + w * c / smin2),
+    ]
+    if free_shape:
+        cols += [m * u * u / smaj2, m * w * w / smin2, -m * u * w * (1 / smaj2 - 1 / smin2)]
+    return m, np.stack(cols, axis=1)
+
+
+def fit_islands(islands: Islands, beam: PixelBeam, config: ExtractionConfig) -> PixelShapes:
+    """Fit one elliptical Gaussian per island; shapes fixed to the beam with ``force_beam``."""
+    start = measure_moments(islands, beam, config.analysis_sigma)
+    if config.force_beam:
+        n = len(islands)
+        start.sig_maj = np.full(n, beam.sigma_maj)
+        start.sig_min = np.full(n, beam.sigma_min)
+        start.theta = np.full(n, beam.theta)
+    return least_squares(islands, start, beam, free_shape=not config.force_beam)
+
+
+def refine_moments(islands: Islands, beam: PixelBeam, analysis_sigma: float) -> PixelShapes:
+    """Moments, then two Gauss-Newton steps of the Gaussian least-squares problem.
+
+    Flux-weighted centroids of pixels inside a threshold contour are pulled towards the
+    pixel grid ("pixel locking") and clipped second moments are noisy; starting from the
+    moments, two steps reach the least-squares solution closely enough that positions,
+    peaks and their errors are those of a fit, at a fraction of its cost.
+    """
+    start = measure_moments(islands, beam, analysis_sigma)
+    return least_squares(islands, start, beam, free_shape=True, max_iterations=REFINE_STEPS)
+
+
+def least_squares(
+    islands: Islands,
+    start: PixelShapes,
+    beam: PixelBeam,
+    free_shape: bool,
+    max_iterations: int = MAX_ITERATIONS,
+) -> PixelShapes:
+    """Levenberg-Marquardt from ``start``: peak and centre, plus the shape if ``free_shape``."""
+    n = len(islands)
+    if n == 0:
+        return start
+    beam_cov = beam.covariance
+    free = free_shape
+    idx = islands.island_index
+    params = np.stack(
+        [
+            start.peak,
+            start.x,
+            start.y,
+            np.log(start.sig_maj),
+            np.log(start.sig_min),
+            start.theta,
+        ],
+        axis=1,
+    )
+    params = np.where(np.isfinite(params), params, 0.0)
+    k = 6 if free else 3
+    lam = np.full(n, 1e-3)
+    z = islands.value
+
+    def chi2_of(p):
+        model, _ = _model_and_jacobian(p[idx], islands.x, islands.y, free)
+        return np.add.reduceat((z - model) ** 2, islands.starts)
+
+    chi2 = chi2_of(params)
+    active = np.ones(n, dtype=bool)
+    for _ in range(max_iterations):
+        model, jac = _model_and_jacobian(params[idx], islands.x, islands.y, free)
+        r = z - model
+        jtj = np.add.reduceat(jac[:, :, None] * jac[:, None, :], islands.starts, axis=0)
+        jtr = np.add.reduceat(jac * r[:, None], islands.starts, axis=0)
+        diag = np.einsum("nii->ni", jtj)
+        damped = jtj + (lam[:, None] * np.maximum(diag, 1e-30))[:, :, None] * np.eye(k)
+        # Islands with fewer pixels than parameters are under-determined: keep the start.
+        solvable = active & (islands.counts > k)
+        step = np.zeros((n, k))
+        try:
+            step[solvable] = np.linalg.solve(damped[solvable], jtr[solvable][..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            for i in np.flatnonzero(solvable):
+                try:
+                    step[i] = np.linalg.solve(damped[i], jtr[i])
+                except np.linalg.LinAlgError:
+                    active[i] = False
+        trial = params.copy()
+        trial[:, :k] += step
+        trial[:, 3:5] = np.clip(trial[:, 3:5], -3.0, 8.0)
+        new_chi2 = chi2_of(trial)
+        better = solvable & (new_chi2 < chi2) & np.isfinite(new_chi2)
+        converged = better & (chi2 - new_chi2 <= 1e-10 * chi2)
+        params[better] = trial[better]
+        chi2[better] = new_chi2[better]
+        lam = np.where(better, lam / 10.0, lam * 10.0)
+        active &= ~converged & (lam < 1e10)
+        if not active.any():
+            break
+    sig_a, sig_b = np.exp(params[:, 3]), np.exp(params[:, 4])
+    swap = sig_b > sig_a
+    sig_maj = np.where(swap, sig_b, sig_a)
+    sig_min = np.where(swap, sig_a, sig_b)
+    theta = np.where(swap, params[:, 5] + np.pi / 2, params[:, 5])
+    theta = (theta + np.pi / 2) % np.pi - np.pi / 2
+    # A fit that wandered off its island is not a measurement of it.
+    inside = (np.abs(params[:, 1] - start.x) < 2 * sig_maj + 1) & (
+        np.abs(params[:, 2] - start.y) < 2 * sig_maj + 1
+    )
+    ok = start.ok & inside & (params[:, 0] > 0) & np.isfinite(params).all(axis=1)
+    _, jac = _model_and_jacobian(params[idx], islands.x, islands.y, free)
+    cov = sandwich_covariance(islands, jac, start.rms, beam_cov)
+    return PixelShapes(
+        x=params[:, 1],
+        y=params[:, 2],
+        peak=params[:, 0],
+        sig_maj=sig_maj,
+        sig_min=sig_min,
+        theta=theta,
+        rms=start.rms,
+        peak_pixel_snr=start.peak_pixel_snr,
+        ok=ok,
+        cov=cov,
+    )
+
+
+def sandwich_covariance(
+    islands: Islands, jac: np.ndarray, rms: np.ndarray, beam_cov: np.ndarray
+) -> np.ndarray:
+    """Covariance of least-squares parameters when the noise is correlated over the beam.
+
+    For unweighted least squares with Jacobian J and noise covariance s^2 R the
+    parameter covariance is s^2 (J^T J)^-1 J^T R J (J^T J)^-1. R between two pixels of an
+    island is exp(-d^T C^-1 d / 4) for beam covariance C (beam-convolved white noise),
+    so J^T R J sums over all pixel pairs of each island. Islands above
+    ``MAX_SANDWICH_PIXELS`` get NaN (the caller falls back to Condon's formulas).
+    """
+    n, k = len(islands), jac.shape[1]
+    cov = np.full((n, k, k), np.nan)
+    if n == 0:
+        return cov
+    counts, starts = islands.counts, islands.starts
+    small = counts <= MAX_SANDWICH_PIXELS
+    pair_counts = np.where(small, counts * counts, 0)
+    total = int(pair_counts.sum())
+    isl = np.repeat(np.arange(n), pair_counts)
+    local = np.arange(total) - np.repeat(np.cumsum(pair_counts) - pair_counts, pair_counts)
+    i = starts[isl] + local // counts[isl]
+    j = starts[isl] + local % counts[isl]
+    inv = np.linalg.inv(beam_cov)
+    dx = islands.x[i] - islands.x[j]
+    dy = islands.y[i] - islands.y[j]
+    corr = np.exp(-0.25 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy))
+    # Pairs are grouped by i, n_isl consecutive pairs per pixel of a small island.
+    row_sizes = np.repeat(counts[small], counts[small])
+    row_starts = np.concatenate(([0], np.cumsum(row_sizes)[:-1]))
+    rj = np.add.reduceat(corr[:, None] * jac[j], row_starts, axis=0) if total else np.zeros((0, k))
+    pix = np.flatnonzero(np.repeat(small, counts))
+    jac_small = jac[pix]
+    small_starts = np.concatenate(([0], np.cumsum(counts[small])[:-1]))
+    meat = np.add.reduceat(jac_small[:, :, None] * rj[:, None, :], small_starts, axis=0)
+    bread = np.add.reduceat(jac_small[:, :, None] * jac_small[:, None, :], small_starts, axis=0)
+    try:
+        bread_inv = np.linalg.inv(bread)
+    except np.linalg.LinAlgError:
+        bread_inv = np.linalg.pinv(bread)
+    cov[small] = (rms[small] ** 2)[:, None, None] * bread_inv @ meat @ bread_inv
+    return cov
