@@ -1,0 +1,179 @@
+"""What the pipeline decides about one image, handed to storage and to subscribers.
+
+Every calculation happens in memory; these records carry its outcome. They are plain
+dataclasses of scalars and numpy columns so that they pickle cheaply between
+processes, serialise to a broker and bulk-insert into the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+# Measurement kinds, stored as small integers in memory and as text in the database.
+BLIND, FORCED, MONITOR = 0, 1, 2
+KIND_NAMES = {BLIND: "blind", FORCED: "forced", MONITOR: "monitor"}
+
+
+@dataclass
+class ImageRecord:
+    """One image's metadata and quality-control outcome.
+
+    ``image_key`` identifies the image across runs (path, time and frequency), so a
+    re-run of the same image is recognised and not stored twice. Times are MJD (UTC),
+    angles degrees, rms Jy/beam. Unreadable files have NaN metadata and a reason.
+    """
+
+    image_key: str
+    path: str
+    time_mjd: float
+    freq_hz: float
+    bandwidth_hz: float
+    band: int
+    telescope: str
+    integration_s: float
+    shape: tuple[int, int]
+    centre_ra: float
+    centre_dec: float
+    radius_deg: float
+    bmaj_deg: float
+    bmin_deg: float
+    bpa_deg: float
+    rms_median: float
+    rms_min: float
+    rms_max: float
+    accepted: bool
+    reject_reason: str | None = None
+    n_blind: int = 0
+    n_forced: int = 0
+    n_monitor: int = 0
+
+
+@dataclass
+class Columns:
+    """Base of the column batches: equal-length numpy arrays, one entry per row."""
+
+    def __len__(self) -> int:
+        return len(getattr(self, fields(self)[0].name))
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def empty(cls):
+        return cls(**{name: np.zeros(0) for name in cls.names()})
+
+    def as_dict(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in self.names()}
+
+
+@dataclass
+class Measurements(Columns):
+    """Fluxes measured in one image: blind detections, forced fits (null detections)
+    and monitoring-list positions. ``kind`` holds BLIND, FORCED or MONITOR.
+    Peak in Jy/beam, integrated flux in Jy, errors as arcs on the sky (deg)."""
+
+    source_id: np.ndarray
+    kind: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    ra_err: np.ndarray
+    dec_err: np.ndarray
+    peak_flux: np.ndarray
+    peak_flux_err: np.ndarray
+    int_flux: np.ndarray
+    int_flux_err: np.ndarray
+    snr: np.ndarray
+    smaj_asec: np.ndarray
+    smin_asec: np.ndarray
+    pa_deg: np.ndarray
+
+
+@dataclass
+class SourceStates(Columns):
+    """Current state of the sources touched by one image (insert or update).
+
+    Position is the inverse-variance weighted mean of the blind detections; errors as
+    arcs on the sky (deg). ``first_time_mjd`` is the first blind detection.
+    ``is_monitor`` marks monitoring-list positions (kept apart from blind sources)."""
+
+    source_id: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    ra_err: np.ndarray
+    dec_err: np.ndarray
+    first_time_mjd: np.ndarray
+    last_time_mjd: np.ndarray
+    n_blind: np.ndarray
+    n_forced: np.ndarray
+    is_monitor: np.ndarray
+
+
+@dataclass
+class BandStatistics(Columns):
+    """Running sums per source and band, from which eta and V follow in O(1).
+
+    For integrated (``_int``) and peak (``_peak``) flux f with error s and weight
+    w = 1/s^2: n, sum w, sum w f, sum w f^2, sum f, sum f^2. ``max_snr`` is the highest
+    blind S/N; ``misses`` counts consecutive images without a blind detection."""
+
+    source_id: np.ndarray
+    band: np.ndarray
+    n: np.ndarray
+    sw_int: np.ndarray
+    swf_int: np.ndarray
+    swf2_int: np.ndarray
+    sf_int: np.ndarray
+    sf2_int: np.ndarray
+    sw_peak: np.ndarray
+    swf_peak: np.ndarray
+    swf2_peak: np.ndarray
+    sf_peak: np.ndarray
+    sf2_peak: np.ndarray
+    eta_int: np.ndarray
+    v_int: np.ndarray
+    eta_peak: np.ndarray
+    v_peak: np.ndarray
+    max_snr: np.ndarray
+    misses: np.ndarray
+
+
+@dataclass
+class Candidates(Columns):
+    """Transient candidates decided in one image.
+
+    ``kind`` is 'new' or 'variable'; ``level`` 'possible' or 'likely' for new sources
+    (TraP's two levels), 'eta', 'v' or 'eta+v' for variables. ``significance`` is the
+    detection's flux over the best earlier detection limit (new) or the largest of
+    eta/eta_threshold and V/V_threshold (variable)."""
+
+    source_id: np.ndarray
+    kind: np.ndarray
+    level: np.ndarray
+    band: np.ndarray
+    significance: np.ndarray
+    flux: np.ndarray
+    limit: np.ndarray
+
+
+@dataclass
+class DepthUpdates(Columns):
+    """Best (lowest) detection limit seen so far per sky cell and band (Jy/beam)."""
+
+    band: np.ndarray
+    cell: np.ndarray
+    limit: np.ndarray
+
+
+@dataclass
+class ImageResult:
+    """Everything the pipeline decided for one image, in one storage transaction."""
+
+    image: ImageRecord
+    measurements: Measurements = field(default_factory=Measurements.empty)
+    sources: SourceStates = field(default_factory=SourceStates.empty)
+    statistics: BandStatistics = field(default_factory=BandStatistics.empty)
+    candidates: Candidates = field(default_factory=Candidates.empty)
+    depth: DepthUpdates = field(default_factory=DepthUpdates.empty)
