@@ -38,9 +38,9 @@ def _truncation_factor(kappa: float) -> float:
 def cell_statistics(
     data: np.ndarray,
     grid: int,
-    kappa: float = 3.0,
-    iterations: int = 10,
-    min_fraction: float = 0.25,
+    kappa: float = 2.0,
+    iterations: int = 50,
+    min_fraction: float = 0.9,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clipped background and rms of each grid cell.
 
@@ -82,19 +82,24 @@ def cell_statistics(
         median = 0.5 * (filled[rows, mid_lo] + filled[rows, mid_hi])
         return mean.astype(np.float64), np.sqrt(var).astype(np.float64), median.astype(np.float64)
 
+    truncation = _truncation_factor(kappa)
     mean, std, median = window_stats(lo, hi)
+    sigma = std  # the first pass has not clipped anything
     ordered_rel = ordered - offset[:, None]
     for _ in range(iterations):
-        low_cut = (median - kappa * std)[:, None]
-        high_cut = (median + kappa * std)[:, None]
+        # Clip at kappa times the de-truncated sigma, so that at convergence the window is
+        # exactly +-kappa sigma and the truncation correction is consistent with it.
+        low_cut = (median - kappa * sigma)[:, None]
+        high_cut = (median + kappa * sigma)[:, None]
         new_lo = (ordered_rel < low_cut).sum(axis=1)
         new_hi = (ordered_rel <= high_cut).sum(axis=1)
         if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
             break
         lo, hi = new_lo, new_hi
         mean, std, median = window_stats(lo, hi)
+        sigma = std / truncation
     n = hi - lo
-    rms = std / _truncation_factor(kappa)
+    rms = sigma
     skewed = np.abs(mean - median) / np.maximum(rms, 1e-30) > 0.3
     background = np.where(skewed, median, 2.5 * median - 1.5 * mean) + offset
     bad = (n_valid < min_fraction * grid * grid) | (n < 3) | ~(rms > 0)
@@ -149,9 +154,9 @@ def _interpolation_matrix(n_pixels: int, n_cells: int, grid: int) -> np.ndarray:
 def background_maps(
     data: np.ndarray,
     grid: int = 32,
-    kappa: float = 3.0,
-    iterations: int = 10,
-    min_fraction: float = 0.25,
+    kappa: float = 2.0,
+    iterations: int = 50,
+    min_fraction: float = 0.9,
 ) -> BackgroundMaps:
     """Full-resolution background and rms maps of an image (Jy/beam).
 

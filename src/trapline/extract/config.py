@@ -23,21 +23,23 @@ class ExtractionConfig:
         deblend_min_contrast: a branch needs this fraction of the island flux to count.
         force_beam: with ``fit``, keep the shape fixed to the restoring beam.
         margin: ignore islands whose peak lies within this many pixels of the image edge.
+        remove_edge_islands: ignore islands touching the image border (truncated).
         max_island_pixels: islands larger than this are skipped (and counted) as artefacts.
     """
 
     detection_sigma: float = 8.0
     analysis_sigma: float = 3.0
     grid: int = 32
-    kappa: float = 3.0
-    clip_iterations: int = 10
-    min_cell_fraction: float = 0.25
+    kappa: float = 2.0
+    clip_iterations: int = 50
+    min_cell_fraction: float = 0.9
     method: str = "moments"
     deblend: bool = False
     deblend_levels: int = 32
     deblend_min_contrast: float = 0.005
     force_beam: bool = False
     margin: int = 0
+    remove_edge_islands: bool = True
     max_island_pixels: int = 100_000
 
     def __post_init__(self) -> None:

@@ -89,6 +89,8 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
     islands = find_islands(
         residual, maps.rms, config.detection_sigma, config.analysis_sigma,
         margin=config.margin, max_pixels=config.max_island_pixels,
+        remove_edge=config.remove_edge_islands,
+        blanked=blanked_regions(data) if config.remove_edge_islands else None,
     )
     skipped: dict[str, int] = {}
     if islands.n_rejected_large:
@@ -110,8 +112,20 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
     return Extraction(image, catalogue, maps, residual, len(islands), skipped)
 
 
+def blanked_regions(data: np.ndarray) -> np.ndarray | None:
+    """Blanked regions: NaN areas of at least 3x3 pixels (an all-sky horizon, a masked
+    edge), not isolated flagged pixels, which do not truncate a source."""
+    nan = ~np.isfinite(data)
+    if not nan.any():
+        return None
+    from scipy import ndimage
+
+    return ndimage.binary_opening(nan, structure=np.ones((3, 3), dtype=bool))
+
+
 def _select(shapes: PixelShapes, mask: np.ndarray) -> PixelShapes:
-    return PixelShapes(**{k: getattr(shapes, k)[mask] for k in shapes.__dataclass_fields__})
+    values = {k: getattr(shapes, k) for k in shapes.__dataclass_fields__}
+    return PixelShapes(**{k: v if v is None else v[mask] for k, v in values.items()})
 
 
 def to_catalogue(image: Image, shapes: PixelShapes, island_pixels: np.ndarray) -> Catalogue:

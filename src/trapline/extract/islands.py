@@ -53,6 +53,8 @@ def find_islands(
     analysis_sigma: float,
     margin: int = 0,
     max_pixels: int = 100_000,
+    remove_edge: bool = True,
+    blanked: np.ndarray | None = None,
 ) -> Islands:
     """Label islands in a background-subtracted image.
 
@@ -63,6 +65,10 @@ def find_islands(
         analysis_sigma: island pixels are above this many rms.
         margin: islands whose brightest pixel lies closer than this to the edge are dropped.
         max_pixels: islands with more pixels are dropped and counted.
+        remove_edge: drop islands touching the image border, whose measurement would be
+            truncated (as PySE does).
+        blanked: mask of blanked regions; islands touching one are dropped like those at
+            the border (their measurement is truncated too).
     """
     with np.errstate(invalid="ignore"):
         mask = residual > analysis_sigma * rms
@@ -81,14 +87,25 @@ def find_islands(
     peak_snr = np.maximum.reduceat(snr, starts)
     keep = (peak_snr >= detection_sigma) & (counts <= max_pixels)
     n_large = int(((peak_snr >= detection_sigma) & (counts > max_pixels)).sum())
+    ny, nx = residual.shape
+    if remove_edge:
+        py, px = np.divmod(flat, nx)
+        border = (px == 0) | (py == 0) | (px == nx - 1) | (py == ny - 1)
+        if blanked is not None:
+            near = ndimage.binary_dilation(blanked, structure=EIGHT_CONNECTED)
+            border |= near.ravel()[flat]
+        keep &= ~np.logical_or.reduceat(border, starts)
     if margin > 0:
-        ny, nx = residual.shape
         is_peak = snr == np.repeat(peak_snr, counts)
         first_peak = np.full(n, -1)
         idx = np.flatnonzero(is_peak)
         first_peak[lab[idx][::-1] - 1] = flat[idx][::-1]
         py, px = np.divmod(first_peak, nx)
         keep &= (px >= margin) & (py >= margin) & (px < nx - margin) & (py < ny - margin)
+    if not keep.any():
+        empty = _empty()
+        empty.n_rejected_large = n_large
+        return empty
     pixel_keep = np.repeat(keep, counts)
     flat = flat[pixel_keep]
     counts = counts[keep]

@@ -1,0 +1,34 @@
+"""Shared test helpers: simulated images with known truth, and matching to truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from trapline.image import Image
+
+SHARED_DATA = Path(
+    os.environ.get("TRAPLINE_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+
+
+def shared(relative: str) -> Path:
+    """Path of a file in ../shared/data (read in place, never copied into the repo)."""
+    return SHARED_DATA / relative
+
+
+def match_to_truth(
+    image: Image, found: pd.DataFrame, truth: pd.DataFrame, radius_pix: float = 2.0
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """For every true source (peak > 0) the index of the nearest detection within
+    ``radius_pix``, or -1; returns (truth rows, indices)."""
+    truth = truth[truth.peak_jy > 0].reset_index(drop=True)
+    tx, ty = image.sky_to_pixel(truth.ra.to_numpy(), truth.dec.to_numpy())
+    if len(found) == 0:
+        return truth, np.full(len(truth), -1)
+    dist, idx = cKDTree(np.c_[found.x_pix, found.y_pix]).query(np.c_[tx, ty])
+    return truth, np.where(dist <= radius_pix, idx, -1)
