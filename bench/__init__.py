@@ -1,0 +1,1 @@
+"""Benchmarks of trapline (see bench/README.md)."""
