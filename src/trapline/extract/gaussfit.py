@@ -18,9 +18,9 @@ from trapline.image import PixelBeam
 MAX_ITERATIONS = 30
 REFINE_STEPS = 2
 
-# Islands with more pixels than this get Condon's approximate errors instead of the
-# exact sandwich covariance, whose cost grows with the square of the island size.
-MAX_SANDWICH_PIXELS = 600
+# Island sizes (pixels) padded together for the exact sandwich covariance; larger
+# islands get Condon's approximate errors (the cost grows with the square of the size).
+_BUCKETS = (8, 16, 32, 64, 128, 256, 600)
 
 
 def _model_and_jacobian(p: np.ndarray, x: np.ndarray, y: np.ndarray, free_shape: bool):
@@ -167,33 +167,41 @@ def sandwich_covariance(
     parameter covariance is s^2 (J^T J)^-1 J^T R J (J^T J)^-1. R between two pixels of an
     island is exp(-d^T C^-1 d / 4) for beam covariance C (beam-convolved white noise),
     so J^T R J sums over all pixel pairs of each island. Islands above
-    ``MAX_SANDWICH_PIXELS`` get NaN (the caller falls back to Condon's formulas).
+    the largest bucket get NaN (the caller falls back to Condon's formulas).
     """
     n, k = len(islands), jac.shape[1]
     cov = np.full((n, k, k), np.nan)
     if n == 0:
         return cov
     counts, starts = islands.counts, islands.starts
-    small = counts <= MAX_SANDWICH_PIXELS
-    pair_counts = np.where(small, counts * counts, 0)
-    total = int(pair_counts.sum())
-    isl = np.repeat(np.arange(n), pair_counts)
-    local = np.arange(total) - np.repeat(np.cumsum(pair_counts) - pair_counts, pair_counts)
-    i = starts[isl] + local // counts[isl]
-    j = starts[isl] + local % counts[isl]
-    inv = np.linalg.inv(beam_cov)
-    dx = islands.x[i] - islands.x[j]
-    dy = islands.y[i] - islands.y[j]
-    corr = np.exp(-0.25 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy))
-    # Pairs are grouped by i, n_isl consecutive pairs per pixel of a small island.
-    row_sizes = np.repeat(counts[small], counts[small])
-    row_starts = np.concatenate(([0], np.cumsum(row_sizes)[:-1]))
-    rj = np.add.reduceat(corr[:, None] * jac[j], row_starts, axis=0) if total else np.zeros((0, k))
-    pix = np.flatnonzero(np.repeat(small, counts))
-    jac_small = jac[pix]
-    small_starts = np.concatenate(([0], np.cumsum(counts[small])[:-1]))
-    meat = np.add.reduceat(jac_small[:, :, None] * rj[:, None, :], small_starts, axis=0)
-    bread = np.add.reduceat(jac_small[:, :, None] * jac_small[:, None, :], small_starts, axis=0)
+    inv = np.linalg.inv(beam_cov).astype(np.float32)
+    meat = np.zeros((n, k, k))
+    bread = np.zeros((n, k, k))
+    # Islands are padded to a few bucket sizes so each bucket is one batched matrix
+    # product R @ J (B, m, m) @ (B, m, k) instead of a loop over islands.
+    lower = 0
+    for size in _BUCKETS:
+        members = np.flatnonzero((counts > lower) & (counts <= size))
+        lower = size
+        if len(members) == 0:
+            continue
+        m = int(counts[members].max())
+        slot = np.arange(m)
+        valid = slot[None, :] < counts[members, None]
+        pix = np.where(valid, starts[members, None] + slot[None, :], 0)
+        x = np.where(valid, islands.x[pix], 0.0).astype(np.float32)
+        y = np.where(valid, islands.y[pix], 0.0).astype(np.float32)
+        jb = np.where(valid[..., None], jac[pix], 0.0)
+        dx = x[:, :, None] - x[:, None, :]
+        dy = y[:, :, None] - y[:, None, :]
+        corr = np.exp(-0.25 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy
+                               + inv[1, 1] * dy * dy))
+        rj = np.matmul(corr.astype(np.float64), jb)
+        jt = np.transpose(jb, (0, 2, 1))
+        meat[members] = jt @ rj
+        bread[members] = jt @ jb
+    small = counts <= _BUCKETS[-1]
+    meat, bread = meat[small], bread[small]
     try:
         bread_inv = np.linalg.inv(bread)
     except np.linalg.LinAlgError:
