@@ -160,11 +160,13 @@ class Candidates(Columns):
 
 @dataclass
 class DepthUpdates(Columns):
-    """Best (lowest) detection limit seen so far per sky cell and band (Jy/beam)."""
+    """Best (lowest) and worst (highest) detection limit seen so far per sky cell
+    (HEALPix nested index) and band (Jy/beam)."""
 
     band: np.ndarray
     cell: np.ndarray
     limit: np.ndarray
+    worst: np.ndarray
 
 
 @dataclass

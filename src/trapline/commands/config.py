@@ -1,0 +1,31 @@
+"""``trapline config``: show or check the pipeline configuration."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "Print every configuration option with its default, or check a configuration file."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument(
+        "--defaults", action="store_true", help="print every option, its default and meaning (TOML)"
+    )
+    group.add_argument(
+        "--check",
+        metavar="FILE.toml",
+        help="validate a configuration file and print the result as JSON",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trapline.pipeline.config import defaults_toml, load_config
+
+    if args.defaults:
+        print(defaults_toml(), end="")
+        return 0
+    config = load_config(args.check)
+    print(json.dumps(config.to_dict(), indent=2))
+    return 0

@@ -1,0 +1,262 @@
+"""Pipeline configuration: TOML sections, validated, each option with its meaning.
+
+``trapline config --defaults`` prints every option; a run's configuration file only
+needs the options it changes. Unknown sections or options, and values of the wrong
+type or out of range, are errors that name the option.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from trapline.errors import ConfigError
+
+
+@dataclass
+class ExtractionSection:
+    detection_sigma: float = 8.0
+    analysis_sigma: float = 3.0
+    grid: int = 32
+    method: str = "moments"
+    force_beam: bool = False
+
+
+@dataclass
+class ImageSection:
+    beam_deg: list[float] = field(default_factory=list)
+    band_tolerance_hz: float = 1e6
+    margin_pixels: int = 0
+
+
+@dataclass
+class QualitySection:
+    rms_min_jy: float = 0.0
+    rms_max_jy: float = 1e9
+    rms_history: int = 100
+    rms_history_sigma: float = 5.0
+    rms_history_min_images: int = 10
+    beam_min_pixels: float = 2.0
+    beam_max_pixels: float = 100.0
+    beam_max_ratio: float = 10.0
+    max_blank_fraction: float = 0.9
+
+
+@dataclass
+class AssociationSection:
+    beamwidth_limit: float = 3.0
+    de_ruiter_radius: float = 5.68
+    position_sys_err_arcsec: float = 0.0
+
+
+@dataclass
+class ForcedSection:
+    max_misses: int = 50
+    monitor_file: str = ""
+    monitor: list[list[float]] = field(default_factory=list)
+
+
+@dataclass
+class NewSourceSection:
+    margin_sigma: float = 1.0
+    depth_nside: int = 128
+
+
+@dataclass
+class VariabilitySection:
+    eta_threshold: float = 3.0
+    v_threshold: float = 0.1
+    min_points: int = 4
+
+
+@dataclass
+class RunSection:
+    workers: int = 0
+    max_in_flight: int = 4
+
+
+HELP: dict[str, dict[str, str]] = {
+    "extraction": {
+        "detection_sigma": "a source needs a pixel this many local rms above the background",
+        "analysis_sigma": "island pixels are this many local rms above the background",
+        "grid": "background and rms cell size (pixels)",
+        "method": "'moments' (fast) or 'fit' (Gaussian least squares to convergence)",
+        "force_beam": "with 'fit', keep the source shape fixed to the restoring beam",
+    },
+    "image": {
+        "beam_deg": "beam [bmaj, bmin, bpa] (deg) for images whose header has none; [] = none",
+        "band_tolerance_hz": "images within this of a band's frequency belong to that band (Hz)",
+        "margin_pixels": "ignore sources whose brightest pixel is this close to the image edge",
+    },
+    "quality": {
+        "rms_min_jy": "reject images whose median rms is below this (Jy/beam)",
+        "rms_max_jy": "reject images whose median rms is above this (Jy/beam)",
+        "rms_history": "number of recent accepted images per band the rms is compared with",
+        "rms_history_sigma": "reject images whose rms is this many sigma from the recent mean",
+        "rms_history_min_images": "images needed in the history before that check applies",
+        "beam_min_pixels": "reject images whose beam minor axis FWHM is below this (pixels)",
+        "beam_max_pixels": "reject images whose beam major axis FWHM is above this (pixels)",
+        "beam_max_ratio": "reject images whose beam axis ratio is above this",
+        "max_blank_fraction": "reject images with more than this fraction of blanked pixels",
+    },
+    "association": {
+        "beamwidth_limit": "candidates lie within this many beam semi-major axes",
+        "de_ruiter_radius": "associate when the de Ruiter radius is below this",
+        "position_sys_err_arcsec": "systematic position error added in quadrature (arcsec)",
+    },
+    "forced": {
+        "max_misses": "stop forced fits of a source after this many consecutive misses in a band",
+        "monitor_file": "CSV with ra,dec[,name] columns: positions measured in every image",
+        "monitor": "positions [[ra, dec], ...] (deg) measured in every image",
+    },
+    "new_source": {
+        "margin_sigma": "a new source must exceed the earlier limit by this many rms",
+        "depth_nside": "HEALPix nside of the map of best earlier detection limits",
+    },
+    "variability": {
+        "eta_threshold": "variable candidate when eta is above this ...",
+        "v_threshold": "... and V is above this",
+        "min_points": "and the lightcurve has at least this many points in the band",
+    },
+    "run": {
+        "workers": "extraction worker processes (0: one per core, 1: in this process)",
+        "max_in_flight": "images read and extracted ahead of association, per worker",
+    },
+}
+
+SECTIONS = {
+    "extraction": ExtractionSection,
+    "image": ImageSection,
+    "quality": QualitySection,
+    "association": AssociationSection,
+    "forced": ForcedSection,
+    "new_source": NewSourceSection,
+    "variability": VariabilitySection,
+    "run": RunSection,
+}
+
+
+@dataclass
+class PipelineConfig:
+    """All pipeline settings; build with :func:`load_config` or ``PipelineConfig()``."""
+
+    extraction: ExtractionSection = field(default_factory=ExtractionSection)
+    image: ImageSection = field(default_factory=ImageSection)
+    quality: QualitySection = field(default_factory=QualitySection)
+    association: AssociationSection = field(default_factory=AssociationSection)
+    forced: ForcedSection = field(default_factory=ForcedSection)
+    new_source: NewSourceSection = field(default_factory=NewSourceSection)
+    variability: VariabilitySection = field(default_factory=VariabilitySection)
+    run: RunSection = field(default_factory=RunSection)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _coerce(section: str, name: str, value: Any, default: Any) -> Any:
+    where = f"[{section}] {name}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+        return value
+    if isinstance(default, list):
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
+    """Validate a parsed TOML document into a PipelineConfig."""
+    config = PipelineConfig()
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}]; sections are: {', '.join(SECTIONS)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] must be a table of options")
+        target = getattr(config, section)
+        known = {f.name for f in fields(target)}
+        for name, value in values.items():
+            if name not in known:
+                raise ConfigError(
+                    f"unknown option [{section}] {name}; options are: {', '.join(sorted(known))}"
+                )
+            setattr(target, name, _coerce(section, name, value, getattr(target, name)))
+    _check(config)
+    return config
+
+
+def _check(c: PipelineConfig) -> None:
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    e = c.extraction
+    need(e.detection_sigma > 0, "[extraction] detection_sigma must be > 0")
+    need(0 < e.analysis_sigma <= e.detection_sigma,
+         "[extraction] analysis_sigma must be > 0 and not above detection_sigma")
+    need(e.grid >= 4, "[extraction] grid must be at least 4 pixels")
+    need(e.method in ("moments", "fit"), "[extraction] method must be 'moments' or 'fit'")
+    need(len(c.image.beam_deg) in (0, 3), "[image] beam_deg must be [] or [bmaj, bmin, bpa]")
+    need(c.image.band_tolerance_hz >= 0, "[image] band_tolerance_hz must be >= 0")
+    need(c.association.beamwidth_limit > 0, "[association] beamwidth_limit must be > 0")
+    need(c.association.de_ruiter_radius > 0, "[association] de_ruiter_radius must be > 0")
+    need(c.forced.max_misses >= 0, "[forced] max_misses must be >= 0")
+    for pos in c.forced.monitor:
+        need(isinstance(pos, list) and len(pos) in (2, 3),
+             "[forced] monitor entries must be [ra, dec] or [ra, dec, name]")
+    nside = c.new_source.depth_nside
+    need(nside >= 1 and nside & (nside - 1) == 0 and nside <= 4096,
+         "[new_source] depth_nside must be a power of two up to 4096")
+    need(c.variability.min_points >= 2, "[variability] min_points must be at least 2")
+    need(c.run.workers >= 0, "[run] workers must be >= 0")
+    need(c.run.max_in_flight >= 1, "[run] max_in_flight must be >= 1")
+
+
+def load_config(path: str | Path | None) -> PipelineConfig:
+    """Read and validate a TOML configuration file (None: the defaults)."""
+    if path is None:
+        return PipelineConfig()
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    return config_from_dict(data)
+
+
+def defaults_toml() -> str:
+    """Every option with its default and meaning, as a TOML document."""
+    lines = ["# Trapline pipeline configuration: every option, its default and meaning."]
+    for section, cls in SECTIONS.items():
+        lines.append(f"\n[{section}]")
+        for f in fields(cls):
+            value = getattr(cls(), f.name)
+            lines.append(f"# {HELP[section][f.name]}")
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)

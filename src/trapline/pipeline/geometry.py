@@ -1,0 +1,58 @@
+"""Spherical geometry on unit vectors: no special cases at RA 0/360 or at the poles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """(N, 3) unit vectors of RA/Dec (deg)."""
+    ra, dec = np.radians(ra_deg), np.radians(dec_deg)
+    cosd = np.cos(dec)
+    return np.stack([cosd * np.cos(ra), cosd * np.sin(ra), np.sin(dec)], axis=-1)
+
+
+def chord_for_angle(angle_deg: float | np.ndarray) -> float | np.ndarray:
+    """Chord length on the unit sphere of an angular separation (deg)."""
+    return 2.0 * np.sin(np.radians(angle_deg) / 2.0)
+
+
+def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
+    """Angular separation (deg), accurate at all separations (Vincenty)."""
+    ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, float)) for v in (ra1, dec1, ra2, dec2))
+    dra = ra2 - ra1
+    num = np.hypot(np.cos(dec2) * np.sin(dra),
+                   np.cos(dec1) * np.sin(dec2) - np.sin(dec1) * np.cos(dec2) * np.cos(dra))
+    den = np.sin(dec1) * np.sin(dec2) + np.cos(dec1) * np.cos(dec2) * np.cos(dra)
+    return np.degrees(np.arctan2(num, den))
+
+
+def offsets_deg(ra0, dec0, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """East and north offsets (deg) of (ra, dec) in the tangent plane at (ra0, dec0).
+
+    Gnomonic projection: exact directions at the reference point, so the de Ruiter
+    radius is right across RA 0/360 and next to a pole.
+    """
+    ra0, dec0, ra, dec = (np.radians(np.asarray(v, float)) for v in (ra0, dec0, ra, dec))
+    dra = ra - ra0
+    cosc = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(dra)
+    east = np.cos(dec) * np.sin(dra) / cosc
+    north = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(dra)) / cosc
+    return np.degrees(east), np.degrees(north)
+
+
+def shift_position(ra0, dec0, east_deg, north_deg) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`offsets_deg`: the position at tangent-plane offsets from (ra0, dec0)."""
+    ra0, dec0 = np.radians(np.asarray(ra0, float)), np.radians(np.asarray(dec0, float))
+    x, y = np.radians(np.asarray(east_deg, float)), np.radians(np.asarray(north_deg, float))
+    rho = np.hypot(x, y)
+    c = np.arctan(rho)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sinc, cosc = np.sin(c), np.cos(c)
+        dec = np.where(
+            rho > 0,
+            np.arcsin(cosc * np.sin(dec0) + np.where(rho > 0, y * sinc * np.cos(dec0) / rho, 0)),
+            dec0,
+        )
+        ra = ra0 + np.arctan2(x * sinc, rho * np.cos(dec0) * cosc - y * np.sin(dec0) * sinc)
+    return np.mod(np.degrees(ra), 360.0), np.degrees(dec)

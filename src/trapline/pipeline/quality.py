@@ -1,0 +1,59 @@
+"""Quality control of images. Every rejection carries a reason; rejected images never
+reach the sky model.
+
+Checks on the image alone (run next to extraction, in the workers) and one that needs
+the recent history of its band (run in order, in the associating process).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from trapline.image import Image
+from trapline.pipeline.config import QualitySection
+
+
+def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:
+    """Reasons an image is unusable by itself, or None."""
+    blank = float(np.mean(~np.isfinite(image.data)))
+    if blank > q.max_blank_fraction:
+        return f"blanked: {blank:.0%} of pixels are NaN (limit {q.max_blank_fraction:.0%})"
+    if not np.isfinite(rms_median) or rms_median <= 0:
+        return "flat: no noise to measure"
+    if not q.rms_min_jy <= rms_median <= q.rms_max_jy:
+        return (f"rms: {rms_median:.3g} Jy/beam outside [{q.rms_min_jy:.3g}, "
+                f"{q.rms_max_jy:.3g}]")
+    beam = image.pixel_beam()
+    fwhm_min = beam.sigma_min * 2.3548
+    fwhm_maj = beam.sigma_maj * 2.3548
+    if fwhm_min < q.beam_min_pixels:
+        return f"beam undersampled: minor axis {fwhm_min:.2f} px < {q.beam_min_pixels} px"
+    if fwhm_maj > q.beam_max_pixels:
+        return f"beam oversampled: major axis {fwhm_maj:.1f} px > {q.beam_max_pixels} px"
+    if fwhm_maj / fwhm_min > q.beam_max_ratio:
+        return f"beam elongated: axis ratio {fwhm_maj / fwhm_min:.1f} > {q.beam_max_ratio}"
+    return None
+
+
+class RmsHistory:
+    """Recent accepted rms values per band; flags images far from the recent mean."""
+
+    def __init__(self, q: QualitySection):
+        self.q = q
+        self._history: dict[int, deque[float]] = {}
+
+    def check(self, band: int, rms: float) -> str | None:
+        history = self._history.get(band)
+        if history is None or len(history) < self.q.rms_history_min_images:
+            return None
+        values = np.fromiter(history, float)
+        mean, std = values.mean(), values.std(ddof=1)
+        if std > 0 and abs(rms - mean) > self.q.rms_history_sigma * std:
+            return (f"rms history: {rms:.3g} Jy/beam is {abs(rms - mean) / std:.1f} sigma from "
+                    f"the mean {mean:.3g} of the last {len(values)} images in this band")
+        return None
+
+    def add(self, band: int, rms: float) -> None:
+        self._history.setdefault(band, deque(maxlen=self.q.rms_history)).append(rms)

@@ -1,0 +1,208 @@
+"""Running the pipeline over a set of images: measuring in parallel worker processes,
+deciding in order, storing one transaction per image.
+
+Image n+1 (and the next few) are read and extracted by workers while image n is
+associated here, so the ordered stage never waits on I/O or extraction once the
+pipeline is full. Results are identical to a sequential run: only the measuring stage,
+which depends on nothing but the image, runs out of order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from trapline.image import Image
+from trapline.pipeline.config import PipelineConfig
+from trapline.pipeline.core import Pipeline
+from trapline.pipeline.measure import Measured, measure
+from trapline.pipeline.records import ImageResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """What a run did, for the closing report."""
+
+    accepted: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    skipped: int = 0
+    new_sources: int = 0
+    candidates: Counter = field(default_factory=Counter)
+    measurements: Counter = field(default_factory=Counter)
+    n_sources: int = 0
+    seconds: float = 0.0
+    storage_errors: int = 0
+
+    def add(self, result: ImageResult) -> None:
+        if result.image.accepted:
+            self.accepted += 1
+        else:
+            self.rejected[(result.image.reject_reason or "rejected").split(":")[0]] += 1
+        for kind, level in zip(result.candidates.kind, result.candidates.level, strict=True):
+            self.candidates[f"{kind} ({level})"] += 1
+        kinds, counts = np.unique(result.measurements.kind, return_counts=True)
+        names = {0: "blind", 1: "forced", 2: "monitor"}
+        for k, c in zip(kinds, counts, strict=True):
+            self.measurements[names[int(k)]] += int(c)
+
+    def report(self) -> str:
+        images = self.accepted + sum(self.rejected.values())
+        lines = [f"images: {images} processed in {self.seconds:.1f} s "
+                 f"({images / max(self.seconds, 1e-9):.1f} images/s), {self.accepted} accepted, "
+                 f"{sum(self.rejected.values())} rejected, {self.skipped} already stored"]
+        for reason, n in sorted(self.rejected.items()):
+            lines.append(f"  rejected ({reason}): {n}")
+        lines.append(f"sources: {self.n_sources}; measurements: "
+                     + ", ".join(f"{k} {v}" for k, v in sorted(self.measurements.items())))
+        if self.candidates:
+            lines.append("candidates: " + ", ".join(
+                f"{k} {v}" for k, v in sorted(self.candidates.items())))
+        else:
+            lines.append("candidates: none")
+        if self.storage_errors:
+            lines.append(f"storage errors: {self.storage_errors} images not stored (see log)")
+        return "\n".join(lines)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
+
+
+def _init_worker() -> None:
+    # One BLAS thread per worker: the processes already use every core.
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def measured_stream(sources: Iterable[str | Image], config: PipelineConfig,
+                    executor: Executor | None, in_flight: int) -> Iterator[Measured]:
+    """Measure images, in input order, keeping up to ``in_flight`` ahead in the workers."""
+    if executor is None:
+        for source in sources:
+            yield measure(source, config)
+        return
+    pending: deque[Future] = deque()
+    for source in sources:
+        pending.append(executor.submit(measure, source, config))
+        if len(pending) >= in_flight:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class Runner:
+    """Couples the in-memory pipeline with a store, resuming from what it holds."""
+
+    def __init__(self, store, config: PipelineConfig | None = None):
+        self.store = store
+        self.config = config or PipelineConfig()
+        self.pipeline = Pipeline(self.config)
+        self.summary = RunSummary()
+        self._restore()
+
+    def _restore(self) -> None:
+        from trapline.pipeline.resume import restore
+
+        restore(self.pipeline, self.store.load_state())
+        from trapline.pipeline.monitor import monitor_positions
+
+        known = {(round(float(r), 7), round(float(d), 7)) for r, d in zip(
+            self.pipeline.sky.sources.ra[self.pipeline.sky.sources.is_monitor],
+            self.pipeline.sky.sources.dec[self.pipeline.sky.sources.is_monitor], strict=True)}
+        for ra, dec, name in monitor_positions(self.config.forced):
+            if (round(ra, 7), round(dec, 7)) not in known:
+                rows = self.pipeline.add_monitors(np.array([ra]), np.array([dec]))
+                source_id = int(self.pipeline.sky.sources.source_id[rows[0]])
+                self.store.write_monitor(name, ra, dec, source_id)
+
+    def state_values(self) -> dict[str, str]:
+        p = self.pipeline
+        return {"next_source_id": str(p.sky.next_id),
+                "band_centres_hz": json.dumps(p.bands.centres),
+                "config": json.dumps(self.config.to_dict())}
+
+    def run(self, sources: Iterable[str | Image], progress: bool = False) -> RunSummary:
+        start = time.perf_counter()
+        sources = list(sources)
+        workers = self.config.run.workers or default_workers()
+        executor = (ProcessPoolExecutor(workers, initializer=_init_worker)
+                    if workers > 1 and len(sources) > 1 else None)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(sources), unit="img", desc="trapline")
+        try:
+            stream = measured_stream(sources, self.config, executor,
+                                     self.config.run.max_in_flight * workers)
+            for measured in stream:
+                self.process_one(measured)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if executor is not None:
+                executor.shutdown(cancel_futures=True)
+            if bar is not None:
+                bar.close()
+        self.summary.seconds += time.perf_counter() - start
+        self.summary.n_sources = int((~self.pipeline.sky.sources.is_monitor).sum())
+        return self.summary
+
+    def process_one(self, measured: Measured) -> ImageResult | None:
+        """Decide and store one image; an image already stored is skipped untouched."""
+        from trapline.storage.errors import StorageError
+
+        if self.store.has_image(measured.record.image_key):
+            self.summary.skipped += 1
+            return None
+        result = self.pipeline.process(measured)
+        try:
+            self.store.write(result, state=self.state_values())
+        except StorageError as exc:
+            # The in-memory state moved on; what could not be stored is logged, not lost
+            # silently. (A later run re-processes images that were not stored.)
+            log.error("could not store %s: %s", result.image.path, exc)
+            self.summary.storage_errors += 1
+        self.summary.add(result)
+        return result
+
+
+def run_files(inputs: list[str], db_url: str | None = None,
+              config: PipelineConfig | None = None, progress: bool = False) -> RunSummary:
+    """Run the pipeline over image files/folders/globs into a database (default SQLite)."""
+    from trapline.pipeline.ingest import find_images
+    from trapline.storage import Store
+
+    paths = find_images(inputs)
+    paths = sort_by_time(paths)
+    with Store(db_url) as store:
+        store.upgrade()
+        return Runner(store, config).run(paths, progress=progress)
+
+
+def sort_by_time(paths: list[str]) -> list[str]:
+    """Order images by observation time (then frequency) read from their headers; files
+    whose header cannot be read keep their place at the end (they will be rejected)."""
+    from trapline.pipeline.ingest import header_time_freq
+
+    keyed = []
+    for i, path in enumerate(paths):
+        t, f = header_time_freq(path)
+        keyed.append((0 if np.isfinite(t) else 1, t if np.isfinite(t) else 0.0, f, i, path))
+    keyed.sort()
+    return [k[-1] for k in keyed]

@@ -1,0 +1,223 @@
+"""The in-memory sky model: every known source's position, errors, counters and
+per-band running sums, in growable numpy columns with a spatial index.
+
+Its size is the number of sources, never the number of measurements, so every
+per-image operation costs the same after a day as after a minute.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
+from trapline.pipeline.records import BandStatistics, SourceStates
+
+_STAT_SUMS = ("sw_int", "swf_int", "swf2_int", "sf_int", "sf2_int",
+              "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak")
+
+
+class Growable:
+    """Columns that grow by doubling; ``n`` rows are in use."""
+
+    def __init__(self, columns: dict[str, np.dtype], capacity: int = 1024):
+        self.n = 0
+        self._data = {name: np.zeros(capacity, dtype=dt) for name, dt in columns.items()}
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        data = self.__dict__.get("_data")
+        if data is not None and name in data:
+            return data[name][: self.n]
+        raise AttributeError(name)
+
+    def full(self, name: str) -> np.ndarray:
+        return self._data[name]
+
+    def append(self, count: int, **values: np.ndarray) -> np.ndarray:
+        """Add ``count`` rows; returns their indices. Unnamed columns start at zero."""
+        needed = self.n + count
+        capacity = len(next(iter(self._data.values())))
+        if needed > capacity:
+            new_capacity = max(needed, 2 * capacity)
+            for name, column in self._data.items():
+                grown = np.zeros(new_capacity, dtype=column.dtype)
+                grown[: self.n] = column[: self.n]
+                self._data[name] = grown
+        rows = np.arange(self.n, needed)
+        for name, value in values.items():
+            self._data[name][rows] = value
+        self.n = needed
+        return rows
+
+
+class BandState(Growable):
+    """Per-source running sums of one frequency band, indexed like the sky model."""
+
+    def __init__(self, capacity: int = 1024):
+        columns = {name: np.dtype(np.float64) for name in _STAT_SUMS}
+        columns.update(n=np.dtype(np.int64), misses=np.dtype(np.int64),
+                       max_snr=np.dtype(np.float64), flagged=np.dtype(bool))
+        super().__init__(columns, capacity)
+
+    def ensure(self, size: int) -> None:
+        if size > self.n:
+            self.append(size - self.n)
+
+
+def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
+    """TraP's variability statistics from running sums.
+
+    eta = N/(N-1) (<w f^2> - <w f>^2 / <w>): the reduced chi^2 about the weighted mean;
+    V = s/<f>: the coefficient of variation (sample standard deviation over the mean).
+    NaN below two points.
+    """
+    n = np.asarray(n, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = n / (n - 1.0)
+        eta = factor * (swf2 / n - (swf / n) ** 2 / (sw / n))
+        mean = sf / n
+        var = factor * (sf2 / n - mean**2)
+        v = np.sqrt(np.maximum(var, 0.0)) / mean
+    ok = n >= 2
+    return np.where(ok, eta, np.nan), np.where(ok, v, np.nan)
+
+
+class SkyModel:
+    """Known sources (blind and monitoring list) and their running statistics."""
+
+    def __init__(self) -> None:
+        self.sources = Growable(
+            {
+                "source_id": np.dtype(np.int64),
+                "ra": np.dtype(np.float64),
+                "dec": np.dtype(np.float64),
+                "w_east": np.dtype(np.float64),
+                "w_north": np.dtype(np.float64),
+                "first_time": np.dtype(np.float64),
+                "last_time": np.dtype(np.float64),
+                "n_blind": np.dtype(np.int64),
+                "n_forced": np.dtype(np.int64),
+                "is_monitor": np.dtype(bool),
+            }
+        )
+        self.bands: dict[int, BandState] = {}
+        self.next_id = 1
+        self._tree: cKDTree | None = None
+        self._tree_rows: np.ndarray = np.zeros(0, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return self.sources.n
+
+    # -- sources ---------------------------------------------------------------------
+
+    def add(self, ra, dec, ra_err, dec_err, time_mjd: float, is_monitor: bool = False,
+            source_ids: np.ndarray | None = None) -> np.ndarray:
+        """Add sources; returns their rows. Ids are assigned unless given (on resume)."""
+        ra = np.atleast_1d(np.asarray(ra, float))
+        count = len(ra)
+        if source_ids is None:
+            source_ids = np.arange(self.next_id, self.next_id + count)
+        self.next_id = max(self.next_id, int(np.max(source_ids, initial=0)) + 1)
+        rows = self.sources.append(
+            count,
+            source_id=source_ids,
+            ra=np.mod(ra, 360.0),
+            dec=dec,
+            w_east=1.0 / np.square(ra_err),
+            w_north=1.0 / np.square(dec_err),
+            first_time=time_mjd,
+            last_time=time_mjd,
+            is_monitor=is_monitor,
+        )
+        self._tree = None
+        return rows
+
+    def errors(self, rows: np.ndarray | slice = slice(None)) -> tuple[np.ndarray, np.ndarray]:
+        """Position errors (deg, arcs east-west and north-south) of the weighted means."""
+        return (1.0 / np.sqrt(self.sources.w_east[rows]),
+                1.0 / np.sqrt(self.sources.w_north[rows]))
+
+    def update_positions(self, rows, ra, dec, ra_err, dec_err) -> None:
+        """Fold new detections into the inverse-variance weighted mean positions.
+
+        The mean is updated in the tangent plane at the current position (so RA wrap and
+        the poles need no care): shift by w_new / (W + w_new) of the offset.
+        """
+        s = self.sources
+        we, wn = 1.0 / np.square(ra_err), 1.0 / np.square(dec_err)
+        east, north = offsets_deg(s.ra[rows], s.dec[rows], ra, dec)
+        tot_e, tot_n = s.w_east[rows] + we, s.w_north[rows] + wn
+        new_ra, new_dec = shift_position(s.ra[rows], s.dec[rows],
+                                         east * we / tot_e, north * wn / tot_n)
+        s.ra[rows], s.dec[rows] = new_ra, new_dec
+        s.w_east[rows], s.w_north[rows] = tot_e, tot_n
+        self._tree = None
+
+    # -- spatial index ---------------------------------------------------------------
+
+    def tree(self) -> tuple[cKDTree | None, np.ndarray]:
+        """KD-tree over the unit vectors of the blind (non-monitor) sources, and the rows
+        its points stand for. Rebuilt only after sources were added or moved."""
+        if self._tree is None:
+            rows = np.flatnonzero(~self.sources.is_monitor)
+            self._tree_rows = rows
+            if len(rows):
+                xyz = unit_vectors(self.sources.ra[rows], self.sources.dec[rows])
+                self._tree = cKDTree(xyz)
+        return (self._tree if len(self._tree_rows) else None), self._tree_rows
+
+    def rows_within(self, ra: float, dec: float, radius_deg: float) -> np.ndarray:
+        """Rows of blind sources within ``radius_deg`` of a position."""
+        tree, rows = self.tree()
+        if tree is None:
+            return np.zeros(0, dtype=np.int64)
+        chord = 2.0 * np.sin(np.radians(min(radius_deg, 180.0)) / 2.0)
+        hits = tree.query_ball_point(unit_vectors(np.array(ra), np.array(dec)), chord)
+        return rows[np.asarray(hits, dtype=np.int64)]
+
+    # -- per-band statistics ---------------------------------------------------------
+
+    def band(self, band: int) -> BandState:
+        state = self.bands.get(band)
+        if state is None:
+            state = self.bands[band] = BandState()
+        state.ensure(len(self))
+        return state
+
+    def add_fluxes(self, band: int, rows, peak, peak_err, flux, flux_err) -> None:
+        """Add one point per row to the running sums of a band (rows unique)."""
+        b = self.band(band)
+        for suffix, f, e in (("int", flux, flux_err), ("peak", peak, peak_err)):
+            w = 1.0 / np.square(e)
+            b.full("sw_" + suffix)[rows] += w
+            b.full("swf_" + suffix)[rows] += w * f
+            b.full("swf2_" + suffix)[rows] += w * f * f
+            b.full("sf_" + suffix)[rows] += f
+            b.full("sf2_" + suffix)[rows] += f * f
+        b.full("n")[rows] += 1
+
+    def statistics(self, band: int, rows: np.ndarray) -> BandStatistics:
+        """Current statistics of some sources in a band, as a storage record."""
+        b = self.band(band)
+        col = {name: b.full(name)[rows] for name in _STAT_SUMS}
+        n = b.full("n")[rows]
+        eta_int, v_int = eta_v(n, col["sw_int"], col["swf_int"], col["swf2_int"],
+                               col["sf_int"], col["sf2_int"])
+        eta_peak, v_peak = eta_v(n, col["sw_peak"], col["swf_peak"], col["swf2_peak"],
+                                 col["sf_peak"], col["sf2_peak"])
+        return BandStatistics(
+            source_id=self.sources.source_id[rows], band=np.full(len(rows), band), n=n,
+            eta_int=eta_int, v_int=v_int, eta_peak=eta_peak, v_peak=v_peak,
+            max_snr=b.full("max_snr")[rows], misses=b.full("misses")[rows], **col,
+        )
+
+    def states(self, rows: np.ndarray) -> SourceStates:
+        """Current state of some sources, as a storage record."""
+        s = self.sources
+        ra_err, dec_err = self.errors(rows)
+        return SourceStates(
+            source_id=s.source_id[rows], ra=s.ra[rows], dec=s.dec[rows],
+            ra_err=ra_err, dec_err=dec_err, first_time_mjd=s.first_time[rows],
+            last_time_mjd=s.last_time[rows], n_blind=s.n_blind[rows],
+            n_forced=s.n_forced[rows], is_monitor=s.is_monitor[rows],
+        )
