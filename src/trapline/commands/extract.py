@@ -15,20 +15,43 @@ HELP = "Extract sources from an image (FITS or CASA) and print them as CSV or JS
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="FITS file or CASA image directory")
-    p.add_argument("--detection-sigma", type=float, default=8.0,
-                   help="detection threshold, local rms (default 8)")
-    p.add_argument("--analysis-sigma", type=float, default=3.0,
-                   help="analysis (island) threshold, local rms (default 3)")
+    p.add_argument(
+        "--detection-sigma",
+        type=float,
+        default=8.0,
+        help="detection threshold, local rms (default 8)",
+    )
+    p.add_argument(
+        "--analysis-sigma",
+        type=float,
+        default=3.0,
+        help="analysis (island) threshold, local rms (default 3)",
+    )
     p.add_argument("--grid", type=int, default=32, help="background cell size, pixels (default 32)")
-    p.add_argument("--method", choices=["moments", "fit"], default="moments",
-                   help="moments (fast, default) or Gaussian fit")
-    p.add_argument("--deblend", action="store_true",
-                   help="split blended islands (with --method fit)")
+    p.add_argument(
+        "--method",
+        choices=["moments", "fit"],
+        default="moments",
+        help="moments (fast, default) or Gaussian fit",
+    )
+    p.add_argument(
+        "--deblend", action="store_true", help="split blended islands (with --method fit)"
+    )
     p.add_argument("--force-beam", action="store_true", help="fit with the shape fixed to the beam")
-    p.add_argument("--beam", nargs=3, type=float, metavar=("BMAJ", "BMIN", "BPA"),
-                   help="beam (deg, deg, deg) for images whose header has none")
-    p.add_argument("--forced", metavar="RA,DEC", action="append", default=[],
-                   help="also force-fit at this position (deg); repeatable")
+    p.add_argument(
+        "--beam",
+        nargs=3,
+        type=float,
+        metavar=("BMAJ", "BMIN", "BPA"),
+        help="beam (deg, deg, deg) for images whose header has none",
+    )
+    p.add_argument(
+        "--forced",
+        metavar="RA,DEC",
+        action="append",
+        default=[],
+        help="also force-fit at this position (deg); repeatable",
+    )
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="output format")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
 
@@ -62,10 +85,18 @@ def run(args: argparse.Namespace) -> int:
         ra, dec = _parse_positions(args.forced)
         forced = result.forced(ra, dec)
         extra = {c: np.full(len(ra), np.nan) for c in table.columns if c != "kind"}
-        extra.update(ra_deg=ra, dec_deg=dec, x_pix=forced.x, y_pix=forced.y,
-                     peak_jy=forced.peak, peak_err_jy=forced.peak_err,
-                     flux_jy=forced.peak, flux_err_jy=forced.peak_err,
-                     snr=forced.peak / forced.rms, rms_jy=forced.rms)
+        extra.update(
+            ra_deg=ra,
+            dec_deg=dec,
+            x_pix=forced.x,
+            y_pix=forced.y,
+            peak_jy=forced.peak,
+            peak_err_jy=forced.peak_err,
+            flux_jy=forced.peak,
+            flux_err_jy=forced.peak_err,
+            snr=forced.peak / forced.rms,
+            rms_jy=forced.rms,
+        )
         import pandas as pd
 
         forced_table = pd.DataFrame(extra)

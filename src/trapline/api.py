@@ -1,0 +1,77 @@
+"""Notebook access to a stored run: ``run = trapline.api.open(url)``.
+
+Every method returns a pandas DataFrame (see :mod:`trapline.storage.export` for the
+columns): times ISO 8601 UTC, angles degrees, fluxes Jy/beam (peak) and Jy (int).
+Reading never changes the database.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from trapline.storage import export
+from trapline.storage.engine import describe, make_engine, normalise_url
+
+__all__ = ["Run", "open"]
+
+
+class Run:
+    """A stored pipeline run (SQLite file or PostgreSQL database), read only."""
+
+    def __init__(self, url: str):
+        self.url = normalise_url(url)
+        self.engine = make_engine(self.url, must_exist=True)
+
+    def __repr__(self) -> str:
+        return f"Run({describe(self.url)!r})"
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connections."""
+        self.engine.dispose()
+
+    def _read(self, fn, *args) -> pd.DataFrame:
+        with export.storage_errors(self.url), self.engine.connect() as conn:
+            return fn(conn, *args)
+
+    def images(self) -> pd.DataFrame:
+        """One row per image: time, frequency, band, rms, beam, quality control."""
+        return self._read(export.read, "images")
+
+    def sources(self) -> pd.DataFrame:
+        """One row per source: mean position and errors, first detection, counts."""
+        return self._read(export.read, "sources")
+
+    def measurements(self, source_id: int | None = None) -> pd.DataFrame:
+        """All flux measurements, or those of one source sorted by time."""
+        return self._read(export.measurements, source_id)
+
+    def variability(self) -> pd.DataFrame:
+        """Variability per source and band: eta and V (integrated and peak), max S/N."""
+        return self._read(export.read, "variability")
+
+    def candidates(self) -> pd.DataFrame:
+        """Transient candidates: kind 'new' or 'variable', their level and significance."""
+        return self._read(export.read, "candidates")
+
+    def lightcurve(self, source_id: int, band: int | None = None) -> pd.DataFrame:
+        """Measurements of one source (one band if given) sorted by time, with kind."""
+        return self._read(export.lightcurve, source_id, band)
+
+    def monitors(self) -> pd.DataFrame:
+        """The monitoring list."""
+        return self._read(export.read, "monitors")
+
+    def cone(self, ra: float, dec: float, radius_deg: float) -> pd.DataFrame:
+        """Sources within ``radius_deg`` of (ra, dec) (deg), nearest first."""
+        return self._read(export.cone, ra, dec, radius_deg)
+
+
+def open(url: str) -> Run:
+    """Open a stored run: a SQLAlchemy URL or a SQLite file path."""
+    return Run(url)

@@ -1,0 +1,47 @@
+"""``trapline run IMAGES... --db URL``: the pipeline over a set of images."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "Run the pipeline over images (files, folders, globs) into a database."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="IMAGES_OR_FOLDERS",
+        help="FITS files, CASA images, folders (searched recursively) or globs",
+    )
+    p.add_argument(
+        "--db", default=None, help="SQLAlchemy URL or SQLite file (default: trapline.sqlite here)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.toml",
+        help="configuration file (see 'trapline config --defaults')",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="extraction worker processes (default: one per core)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from trapline.pipeline.config import load_config
+    from trapline.pipeline.runner import run_files
+
+    config = load_config(args.config)
+    if args.workers is not None:
+        if args.workers < 0:
+            print("trapline run: error: --workers must be >= 0")
+            return 2
+        config.run.workers = args.workers
+    summary = run_files(args.inputs, args.db, config, progress=not args.no_progress)
+    print(summary.report())
+    return 1 if summary.storage_errors else 0

@@ -1,0 +1,1 @@
+"""Alembic environment of the Trapline schema (configured in trapline.storage.migrate)."""

@@ -1,0 +1,219 @@
+"""The database schema: SQLAlchemy 2 declarative models, one class per table.
+
+The database is storage only: the pipeline computes everything in memory and these
+tables keep its outcome. Units: angles in degrees (position errors as arcs on the
+sky), times as MJD (UTC), frequencies Hz, peak flux Jy/beam, integrated flux Jy.
+Missing values (NaN in memory) are stored as NULL.
+
+Changing a model needs a new Alembic migration in ``migrations/versions``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# 64-bit ids; SQLite needs plain INTEGER for an auto-incrementing (rowid) primary key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+# Deterministic constraint names: Alembic (and SQLite batch mode) need them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# HEALPix order of ``source.healpix``: NESTED scheme at nside 2**HEALPIX_LEVEL.
+HEALPIX_LEVEL = 16
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {
+        int: Integer(),
+        float: Double(),
+        str: Text(),
+        bool: Boolean(),
+        datetime: DateTime(timezone=True),
+    }
+
+
+class Image(Base):
+    """One image: metadata, quality control and how many sources it gave."""
+
+    __tablename__ = "image"
+
+    image_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    image_key: Mapped[str] = mapped_column(unique=True)
+    path: Mapped[str]
+    time: Mapped[datetime | None]  # UTC; NULL for unreadable files
+    time_mjd: Mapped[float | None]
+    freq_hz: Mapped[float | None]
+    bandwidth_hz: Mapped[float | None]
+    band: Mapped[int]
+    telescope: Mapped[str | None]
+    integration_s: Mapped[float | None]
+    nx: Mapped[int | None]
+    ny: Mapped[int | None]
+    centre_ra: Mapped[float | None]
+    centre_dec: Mapped[float | None]
+    radius_deg: Mapped[float | None]
+    bmaj_deg: Mapped[float | None]
+    bmin_deg: Mapped[float | None]
+    bpa_deg: Mapped[float | None]
+    rms: Mapped[float | None]  # median rms, Jy/beam
+    rms_min: Mapped[float | None]
+    rms_max: Mapped[float | None]
+    accepted: Mapped[bool]
+    reject_reason: Mapped[str | None]
+    n_blind: Mapped[int]
+    n_forced: Mapped[int]
+    n_monitor: Mapped[int]
+    processed_at: Mapped[datetime]
+
+
+class Source(Base):
+    """A source of the sky model; ``source_id`` is assigned by the pipeline."""
+
+    __tablename__ = "source"
+
+    source_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ra: Mapped[float]
+    dec: Mapped[float]
+    ra_err: Mapped[float | None]
+    dec_err: Mapped[float | None]
+    first_time_mjd: Mapped[float | None]
+    last_time_mjd: Mapped[float | None]
+    n_blind: Mapped[int]
+    n_forced: Mapped[int]
+    is_monitor: Mapped[bool]
+    # NESTED HEALPix index at nside 2**16 (~3.2 arcsec pixels) for cone searches.
+    healpix: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Measurement(Base):
+    """One flux measurement of one source in one image.
+
+    ``time_mjd``, ``freq_hz`` and ``band`` are copied from the image so that a light
+    curve is one index range scan, without a join."""
+
+    __tablename__ = "measurement"
+    __table_args__ = (
+        UniqueConstraint("source_id", "image_id"),
+        Index("ix_measurement_source_id_time_mjd", "source_id", "time_mjd"),
+    )
+
+    measurement_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"))
+    image_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("image.image_id"), index=True)
+    kind: Mapped[str]  # 'blind', 'forced' or 'monitor'
+    time_mjd: Mapped[float | None]
+    freq_hz: Mapped[float | None]
+    band: Mapped[int]
+    ra: Mapped[float | None]
+    dec: Mapped[float | None]
+    ra_err: Mapped[float | None]
+    dec_err: Mapped[float | None]
+    peak_flux: Mapped[float | None]
+    peak_flux_err: Mapped[float | None]
+    int_flux: Mapped[float | None]
+    int_flux_err: Mapped[float | None]
+    snr: Mapped[float | None]
+    smaj_asec: Mapped[float | None]
+    smin_asec: Mapped[float | None]
+    pa_deg: Mapped[float | None]
+
+
+class BandStatistics(Base):
+    """Running variability sums of one source in one band (see records.BandStatistics)."""
+
+    __tablename__ = "band_statistics"
+
+    source_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("source.source_id"), primary_key=True
+    )
+    band: Mapped[int] = mapped_column(primary_key=True)
+    n: Mapped[int]
+    sw_int: Mapped[float | None]
+    swf_int: Mapped[float | None]
+    swf2_int: Mapped[float | None]
+    sf_int: Mapped[float | None]
+    sf2_int: Mapped[float | None]
+    sw_peak: Mapped[float | None]
+    swf_peak: Mapped[float | None]
+    swf2_peak: Mapped[float | None]
+    sf_peak: Mapped[float | None]
+    sf2_peak: Mapped[float | None]
+    eta_int: Mapped[float | None]
+    v_int: Mapped[float | None]
+    eta_peak: Mapped[float | None]
+    v_peak: Mapped[float | None]
+    max_snr: Mapped[float | None]
+    misses: Mapped[int]
+
+
+class Candidate(Base):
+    """A transient candidate raised in one image: kind 'new' or 'variable'."""
+
+    __tablename__ = "candidate"
+    __table_args__ = (UniqueConstraint("source_id", "image_id", "kind"),)
+
+    candidate_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"))
+    image_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("image.image_id"))
+    kind: Mapped[str]
+    level: Mapped[str]
+    band: Mapped[int]
+    time_mjd: Mapped[float | None]
+    significance: Mapped[float | None]
+    flux: Mapped[float | None]
+    limit: Mapped[float | None]
+
+
+class SkyDepth(Base):
+    """Best (lowest) and worst (highest) detection limit so far per band and sky cell
+    (the pipeline's HEALPix cell index), Jy/beam."""
+
+    __tablename__ = "sky_depth"
+
+    band: Mapped[int] = mapped_column(primary_key=True)
+    cell: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    limit: Mapped[float]
+    worst: Mapped[float | None]
+
+
+class Monitor(Base):
+    """A position on the user's monitoring list, measured in every image."""
+
+    __tablename__ = "monitor"
+
+    monitor_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    name: Mapped[str]
+    ra: Mapped[float]
+    dec: Mapped[float]
+    source_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("source.source_id"))
+    added_mjd: Mapped[float]
+
+
+class PipelineState(Base):
+    """Small run-state values: next source id, configuration snapshot..."""
+
+    __tablename__ = "pipeline_state"
+
+    key: Mapped[str] = mapped_column(primary_key=True)
+    value: Mapped[str]

@@ -1,0 +1,89 @@
+"""What the pipeline needs to resume a run, read in time proportional to the number
+of sources (never the number of measurements)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Connection, select
+
+from trapline.pipeline.records import BandStatistics, Columns, DepthUpdates, SourceStates
+from trapline.storage import models
+
+
+@dataclass
+class MonitorEntry:
+    """One monitoring-list position (deg); ``added_mjd`` when it was added."""
+
+    monitor_id: int
+    name: str
+    ra: float
+    dec: float
+    source_id: int | None
+    added_mjd: float
+
+
+@dataclass
+class StoredState:
+    """The stored run: sky model, statistics, depth map, monitors and run-state values."""
+
+    sources: SourceStates
+    statistics: BandStatistics
+    depth: DepthUpdates
+    monitors: list[MonitorEntry] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    image_keys: set[str] = field(default_factory=set)
+
+    @property
+    def n_images(self) -> int:
+        """Number of images stored (accepted or rejected)."""
+        return len(self.image_keys)
+
+
+_INT_COLUMNS = {"source_id", "band", "n", "n_blind", "n_forced", "misses", "cell"}
+
+
+def _read_columns(conn: Connection, model, cls: type[Columns], order_by) -> Columns:
+    """Read ``cls``'s columns from ``model``'s table into numpy arrays."""
+    names = cls.names()
+    table = model.__table__
+    result = conn.execute(select(*(table.c[n] for n in names)).order_by(*order_by))
+    values = list(zip(*result, strict=True)) or [() for _ in names]
+    arrays = {}
+    for name, column in zip(names, values, strict=True):
+        if name in _INT_COLUMNS:
+            arrays[name] = np.array(column, dtype=np.int64)
+        elif name == "is_monitor":
+            arrays[name] = np.array(column, dtype=bool)
+        else:  # NULL -> NaN
+            arrays[name] = np.array(column, dtype=float)
+    return cls(**arrays)
+
+
+def load_state(conn: Connection) -> StoredState:
+    """Read the resumable state of the run stored on ``conn``."""
+    s, b, d = models.Source, models.BandStatistics, models.SkyDepth
+    monitors = [
+        MonitorEntry(*row)
+        for row in conn.execute(
+            select(
+                models.Monitor.monitor_id,
+                models.Monitor.name,
+                models.Monitor.ra,
+                models.Monitor.dec,
+                models.Monitor.source_id,
+                models.Monitor.added_mjd,
+            ).order_by(models.Monitor.monitor_id)
+        )
+    ]
+    values = dict(conn.execute(select(models.PipelineState.key, models.PipelineState.value)).all())
+    keys = set(conn.scalars(select(models.Image.image_key)))
+    return StoredState(
+        sources=_read_columns(conn, s, SourceStates, [s.source_id]),
+        statistics=_read_columns(conn, b, BandStatistics, [b.source_id, b.band]),
+        depth=_read_columns(conn, d, DepthUpdates, [d.band, d.cell]),
+        monitors=monitors,
+        values=values,
+        image_keys=keys,
+    )

@@ -1,0 +1,521 @@
+"""Storage: schema and migrations, one-transaction writes, state, exports, cone search,
+commands. Every database test runs on SQLite and on PostgreSQL (see conftest.py)."""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from trapline import api
+from trapline.cli import main
+from trapline.pipeline.records import (
+    BLIND,
+    FORCED,
+    MONITOR,
+    BandStatistics,
+    Candidates,
+    DepthUpdates,
+    ImageRecord,
+    ImageResult,
+    Measurements,
+    SourceStates,
+)
+from trapline.storage import StorageError, Store, pgcopy
+from trapline.storage.export import iso_utc
+from trapline.storage.healpix import cone_ranges, healpix_index, separation_deg
+from trapline.storage.migrate import head_revision
+from trapline.storage.models import Base
+
+IMAGES = [
+    "image_id", "path", "time", "freq_hz", "band", "rms", "bmaj_deg", "bmin_deg", "bpa_deg",
+    "accepted", "reject_reason", "n_blind",
+]  # fmt: skip
+SOURCES = ["source_id", "ra", "dec", "ra_err", "dec_err", "first_time", "n_blind", "n_forced"]
+MEASUREMENTS = [
+    "measurement_id", "source_id", "image_id", "time", "freq_hz", "band", "ra", "dec",
+    "ra_err", "dec_err", "peak_flux", "peak_flux_err", "int_flux", "int_flux_err", "snr", "kind",
+]  # fmt: skip
+VARIABILITY = ["source_id", "band", "n", "eta_int", "v_int", "eta_peak", "v_peak", "max_snr"]
+CANDIDATES = ["source_id", "kind", "level", "time", "image_id", "significance"]
+EXPORTS = {
+    "images": IMAGES,
+    "sources": SOURCES,
+    "measurements": MEASUREMENTS,
+    "variability": VARIABILITY,
+    "candidates": CANDIDATES,
+}
+
+
+def make_result(
+    key: str,
+    source_ids,
+    time_mjd: float = 60000.5,
+    band: int = 0,
+    seed: int = 0,
+    ra=None,
+    dec=None,
+    candidates: int = 0,
+    depth: DepthUpdates | None = None,
+) -> ImageResult:
+    """A synthetic image result: one measurement, source state and statistics row per
+    source; kinds cycle blind/forced/monitor; the first ``candidates`` are candidates."""
+    rng = np.random.default_rng(seed)
+    sid = np.asarray(source_ids, dtype=np.int64)
+    n = len(sid)
+    ra = rng.uniform(0, 360, n) if ra is None else np.asarray(ra, dtype=float)
+    dec = rng.uniform(-80, 80, n) if dec is None else np.asarray(dec, dtype=float)
+
+    def u(lo: float = 0.1, hi: float = 1.0) -> np.ndarray:
+        return rng.uniform(lo, hi, n)
+
+    kind = np.array([BLIND, FORCED, MONITOR])[np.arange(n) % 3]
+    int_flux_err = u(0.01, 0.1)
+    int_flux_err[kind == FORCED] = np.nan  # forced fits: stored as NULL
+    measurements = Measurements(
+        source_id=sid, kind=kind, ra=ra, dec=dec, ra_err=u() * 1e-4, dec_err=u() * 1e-4,
+        peak_flux=u(), peak_flux_err=u(0.01, 0.1), int_flux=u(), int_flux_err=int_flux_err,
+        snr=u(5, 50), smaj_asec=u(10, 20), smin_asec=u(5, 10), pa_deg=u(0, 180),
+    )  # fmt: skip
+    sources = SourceStates(
+        source_id=sid, ra=ra, dec=dec, ra_err=u() * 1e-4, dec_err=u() * 1e-4,
+        first_time_mjd=np.full(n, time_mjd), last_time_mjd=np.full(n, time_mjd),
+        n_blind=np.ones(n, dtype=np.int64), n_forced=np.zeros(n, dtype=np.int64),
+        is_monitor=kind == MONITOR,
+    )  # fmt: skip
+    stats = {name: u() for name in BandStatistics.names()}
+    stats.update(
+        source_id=sid, band=np.full(n, band), n=rng.integers(1, 9, n), misses=np.zeros(n, int)
+    )
+    stats["eta_int"][:1] = np.nan
+    k = min(candidates, n)
+    cands = Candidates(
+        source_id=sid[:k],
+        kind=np.array(["new", "variable"] * k)[:k],
+        level=np.array(["likely", "eta+v"] * k)[:k],
+        band=np.full(k, band),
+        significance=rng.uniform(5, 10, k),
+        flux=rng.uniform(1, 2, k),
+        limit=rng.uniform(0.1, 0.2, k),
+    )
+    image = ImageRecord(
+        image_key=key, path=f"/data/{key}.fits", time_mjd=time_mjd, freq_hz=150e6 + 1e6 * band,
+        bandwidth_hz=1e6, band=band, telescope="LOFAR", integration_s=10.0, shape=(256, 512),
+        centre_ra=10.0, centre_dec=50.0, radius_deg=5.0, bmaj_deg=0.01, bmin_deg=0.008,
+        bpa_deg=30.0, rms_median=1e-3, rms_min=8e-4, rms_max=2e-3, accepted=True,
+        n_blind=int((kind == BLIND).sum()), n_forced=int((kind == FORCED).sum()),
+        n_monitor=int((kind == MONITOR).sum()),
+    )  # fmt: skip
+    return ImageResult(
+        image=image,
+        measurements=measurements,
+        sources=sources,
+        statistics=BandStatistics(**stats),
+        candidates=cands,
+        depth=depth if depth is not None else DepthUpdates.empty(),
+    )
+
+
+def count(store: Store, table: str) -> int:
+    from sqlalchemy import func, select
+
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Base.metadata.tables[table])).scalar()
+
+
+def is_postgres(store: Store) -> bool:
+    return store.url.get_backend_name() == "postgresql"
+
+
+# --- schema -------------------------------------------------------------------------
+
+
+def test_migration_creates_exactly_the_models(db_url):
+    store = Store(db_url)
+    assert store.revision() is None
+    store.upgrade()
+    store.upgrade()  # a no-op at head: safe at every start
+    assert store.revision() == head_revision() == "0001"
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    store.close()
+
+
+def test_migrations_ship_in_the_package():
+    from importlib.resources import files
+
+    versions = files("trapline.storage.migrations") / "versions"
+    assert (versions / "0001_initial.py").is_file()
+    assert (files("trapline.storage.migrations") / "script.py.mako").is_file()
+
+
+# --- writes and exports --------------------------------------------------------------
+
+
+def test_write_then_export_every_table(store):
+    # 250 sources: above pgcopy.COPY_MIN_ROWS, so PostgreSQL takes the COPY upserts;
+    # the second image (40 sources) takes the executemany upserts.
+    first = make_result("img1", np.arange(250), time_mjd=60000.5, candidates=3)
+    second = make_result("img2", np.arange(40), time_mjd=60000.75, band=1, seed=1)
+    id1, id2 = store.write(first), store.write(second)
+    assert (id1, id2) != (None, None) and id1 != id2
+    run = api.open(str(store.url.render_as_string(hide_password=False)))
+    frames = {name: getattr(run, name)() for name in EXPORTS}
+    for name, columns in EXPORTS.items():
+        assert list(frames[name].columns[: len(columns)]) == columns, name
+
+    images = frames["images"]
+    assert len(images) == 2
+    assert images["time"].tolist() == ["2023-02-25T12:00:00.000", "2023-02-25T18:00:00.000"]
+    assert images["rms"].iloc[0] == pytest.approx(1e-3)
+    assert images["accepted"].dtype == bool and images["accepted"].all()
+    assert images["n_blind"].tolist() == [first.image.n_blind, second.image.n_blind]
+    assert images["reject_reason"].isna().all()
+    assert images[["nx", "ny"]].iloc[0].tolist() == [512, 256]
+
+    sources = frames["sources"]
+    assert len(sources) == 250 and sources["source_id"].tolist() == list(range(250))
+    assert sources["first_time"].iloc[0] == "2023-02-25T18:00:00.000"  # upserted by img2
+    assert sources["first_time"].iloc[100] == "2023-02-25T12:00:00.000"
+
+    meas = frames["measurements"]
+    assert len(meas) == 290
+    assert set(meas["kind"]) == {"blind", "forced", "monitor"}
+    m = meas[meas["image_id"] == id2]
+    assert (m["band"] == 1).all() and (m["freq_hz"] == 151e6).all()
+    assert (m["time"] == "2023-02-25T18:00:00.000").all()
+    assert meas.loc[meas["kind"] == "forced", "int_flux_err"].isna().all()
+    np.testing.assert_allclose(
+        meas[meas["image_id"] == id1]["peak_flux"], first.measurements.peak_flux
+    )
+
+    var = frames["variability"]
+    assert len(var) == 290 and set(var["band"]) == {0, 1}
+    assert math.isnan(var["eta_int"].iloc[0])
+
+    cands = frames["candidates"]
+    assert cands["kind"].tolist() == ["new", "variable", "new"]
+    assert cands["level"].tolist() == ["likely", "eta+v", "likely"]
+    assert (cands["image_id"] == id1).all()
+    assert (cands["time"] == "2023-02-25T12:00:00.000").all()
+
+    curve = run.lightcurve(0)
+    assert list(curve.columns[: len(MEASUREMENTS)]) == MEASUREMENTS
+    assert curve["time"].tolist() == sorted(curve["time"]) and len(curve) == 2
+    assert len(run.lightcurve(0, band=1)) == 1
+    assert run.measurements(source_id=5)["source_id"].tolist() == [5, 5]
+    run.close()
+
+
+def test_writing_the_same_image_twice_stores_it_once(store):
+    result = make_result("again", np.arange(30), candidates=2)
+    assert not store.has_image("again")
+    assert store.write(result) is not None
+    assert store.has_image("again")
+    before = {t: count(store, t) for t in ["image", "measurement", "candidate", "source"]}
+    assert store.write(result) is None
+    assert (
+        {t: count(store, t) for t in before}
+        == before
+        == {
+            "image": 1,
+            "measurement": 30,
+            "candidate": 2,
+            "source": 30,
+        }
+    )
+
+
+@pytest.mark.parametrize("n", [20, 300])  # executemany and (PostgreSQL) COPY upserts
+def test_upsert_replaces_source_and_statistics(store, n):
+    ids = np.arange(n)
+    store.write(make_result("a", ids, seed=1))
+    later = make_result("b", ids, seed=2, time_mjd=60001.0)
+    later.sources.n_blind[:] = 7
+    later.statistics.eta_int[:] = 3.5
+    store.write(later)
+    state = store.load_state()
+    np.testing.assert_array_equal(state.sources.source_id, ids)
+    np.testing.assert_allclose(state.sources.ra, later.sources.ra)
+    np.testing.assert_array_equal(state.sources.n_blind, 7)
+    np.testing.assert_allclose(state.statistics.eta_int, 3.5)
+    np.testing.assert_allclose(state.statistics.sw_int, later.statistics.sw_int)
+    assert count(store, "source") == n and count(store, "band_statistics") == n
+
+
+HAS_WORST = "worst" in DepthUpdates.names()
+
+
+def depth_updates(cells, limits, worst=None) -> DepthUpdates:
+    """Depth updates in band 0; ``worst`` defaults to ``limits``."""
+    columns = {"band": np.zeros(len(cells), int), "cell": np.asarray(cells), "limit": limits}
+    if HAS_WORST:
+        columns["worst"] = np.asarray(limits if worst is None else worst, dtype=float)
+    return DepthUpdates(**columns)
+
+
+@pytest.mark.parametrize("n_extra", [0, 300])  # executemany and (PostgreSQL) COPY upserts
+def test_sky_depth_keeps_the_lowest_limit(store, n_extra):
+    extra = np.arange(100, 100 + n_extra)
+
+    def depth(cells, limits, worst):
+        return depth_updates(
+            np.concatenate([cells, extra]),
+            np.concatenate([limits, np.full(n_extra, 1.0)]),
+            np.concatenate([worst, np.full(n_extra, 1.0)]),
+        )
+
+    store.write(make_result("a", [1], depth=depth([1, 2, 3], [5.0, 3, 2], [5.0, 3, 2])))
+    # cell 1 improves, 2 does not, 3 appears twice in one image, 4 is new, NaN ignored
+    update = depth([1, 2, 3, 3, 4, 5], [4.0, 6, 2.5, 1.5, 9, np.nan], [4.0, 6, 2.5, 1.5, 9, np.nan])
+    store.write(make_result("b", [1], depth=update))
+    got = store.load_state().depth
+    assert got.cell[:4].tolist() == [1, 2, 3, 4]
+    assert got.limit[:4].tolist() == [4.0, 3.0, 1.5, 9.0]
+    if HAS_WORST:
+        assert got.worst[:4].tolist() == [5.0, 6.0, 2.5, 9.0]
+    assert len(got) == 4 + n_extra
+
+
+def test_load_state_round_trip(store):
+    first = make_result("a", np.arange(12), seed=3)
+    first.sources.ra_err[2] = np.nan
+    store.write(first, state={"next_source_id": "12"})
+    store.write(make_result("bad", []))  # an image without sources
+    store.set_state("config", '{"detection_sigma": 8}')
+    store.set_state("next_source_id", "13")
+    m1 = store.write_monitor("GRB 1", 10.0, 20.0)
+    m2 = store.write_monitor("SGR", 30.0, -5.0, source_id=4)
+    assert store.remove_monitor(m1) and not store.remove_monitor(m1)
+
+    state = store.load_state()
+    for name in SourceStates.names():
+        np.testing.assert_array_equal(getattr(state.sources, name), getattr(first.sources, name))
+    assert state.sources.source_id.dtype == np.int64 and state.sources.is_monitor.dtype == bool
+    for name in BandStatistics.names():
+        np.testing.assert_array_equal(
+            getattr(state.statistics, name), getattr(first.statistics, name)
+        )
+    assert len(state.depth) == 0
+    assert [(m.monitor_id, m.name, m.ra, m.dec, m.source_id) for m in state.monitors] == [
+        (m2, "SGR", 30.0, -5.0, 4)
+    ]
+    assert state.values == {"next_source_id": "13", "config": '{"detection_sigma": 8}'}
+    assert state.image_keys == {"a", "bad"} and state.n_images == 2
+
+    run = api.open(store.url.render_as_string(hide_password=False))
+    monitors = run.monitors()
+    assert monitors["name"].tolist() == ["SGR"] and monitors["added"].str.len().eq(23).all()
+    run.close()
+
+
+@pytest.fixture
+def pg_store(postgresql_url):
+    store = Store(postgresql_url)
+    store.upgrade()
+    yield store
+    store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_writes_measurements_with_copy(pg_store, monkeypatch):
+    calls = []
+    original = pgcopy.copy_rows
+
+    def spy(conn, table, columns):
+        calls.append((table.name, len(next(iter(columns.values())))))
+        return original(conn, table, columns)
+
+    monkeypatch.setattr(pgcopy, "copy_rows", spy)
+    pg_store.write(make_result("a", np.arange(50)))
+    assert calls == [("measurement", 50)]
+    calls.clear()
+    pg_store.write(make_result("b", np.arange(300)))
+    assert ("measurement", 300) in calls
+    assert ("trapline_staging_source", 300) in calls  # COPY upsert above COPY_MIN_ROWS
+    assert count(pg_store, "measurement") == 350
+
+
+@pytest.mark.postgres
+def test_postgres_connection_killed_between_writes(pg_store, pg_admin):
+    pg_store.write(make_result("a", np.arange(5)))
+    name = pg_store.url.database
+    pg_admin.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name]
+    )
+    assert pg_store.write(make_result("b", np.arange(5))) is not None
+    assert count(pg_store, "image") == 2
+
+
+def test_a_failed_write_leaves_nothing(store):
+    duplicate = make_result("a", [1, 1])  # two measurements of one source in one image
+    orphan = make_result("a", [1, 2])
+    orphan.sources = make_result("a", [1]).sources  # source 2 is measured but unknown
+    for bad in (duplicate, orphan):
+        with pytest.raises(StorageError) as err:
+            store.write(bad)
+        assert not err.value.transient
+        assert count(store, "image") == 0 and count(store, "source") == 0
+    assert store.write(make_result("a", [1])) is not None
+
+
+def test_unreachable_server_raises_storage_error_quickly():
+    store = Store("postgresql://postgres@127.0.0.1:1/x", retries=2, backoff_s=0.05)
+    start = time.perf_counter()
+    with pytest.raises(StorageError) as err:
+        store.write(make_result("a", [1]))
+    assert time.perf_counter() - start < 5
+    message = str(err.value)
+    assert "127.0.0.1:1" in message and "3 attempts" in message and "'a'" in message
+    assert err.value.transient
+
+
+def test_reading_a_missing_or_empty_database(tmp_path):
+    with pytest.raises(StorageError, match="no database"):
+        api.open(str(tmp_path / "missing.sqlite"))
+    assert not (tmp_path / "missing.sqlite").exists()
+    import sqlite3
+
+    sqlite3.connect(tmp_path / "empty.sqlite").close()
+    with pytest.raises(StorageError, match="trapline db upgrade"):
+        api.open(str(tmp_path / "empty.sqlite")).images()
+
+
+def test_urls():
+    from trapline.storage import default_url
+    from trapline.storage.engine import normalise_url
+
+    assert normalise_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalise_url("run.sqlite").get_backend_name() == "sqlite"
+    assert normalise_url("run.sqlite").database.endswith("/run.sqlite")
+    assert default_url().endswith("/trapline.sqlite")
+
+
+# --- cone search ---------------------------------------------------------------------
+
+
+def _sky(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform sources plus crowds around both poles and across RA 0/360."""
+    n = 600
+    z = rng.uniform(-1, 1, n)
+    ra = [rng.uniform(0, 360, n)]
+    dec = [np.degrees(np.arcsin(z))]
+    for pole in (90.0, -90.0):
+        ra.append(rng.uniform(0, 360, 300))
+        dec.append(pole - np.sign(pole) * rng.uniform(0, 3, 300))
+    ra.append(rng.uniform(-2, 2, 400) % 360)
+    dec.append(rng.uniform(-2, 2, 400))
+    return np.concatenate(ra), np.concatenate(dec)
+
+
+CENTRES = st.one_of(
+    st.tuples(st.floats(0, 360, exclude_max=True), st.floats(-90, 90)),
+    st.tuples(st.floats(0, 360, exclude_max=True), st.floats(85, 90)),
+    st.tuples(st.floats(0, 360, exclude_max=True), st.floats(-90, -85)),
+    st.tuples(st.floats(-1.5, 1.5).map(lambda r: r % 360), st.floats(-1.5, 1.5)),
+)
+RADII = st.one_of(st.floats(1e-3, 5.0), st.floats(5.0, 100.0), st.just(180.0))
+
+
+def test_cone_search_matches_brute_force(store):
+    from astropy.coordinates import angular_separation
+
+    ra, dec = _sky(np.random.default_rng(42))
+    store.write(make_result("sky", np.arange(len(ra)), ra=ra, dec=dec))
+    run = api.open(store.url.render_as_string(hide_password=False))
+
+    @settings(
+        max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(centre=CENTRES, radius=RADII)
+    def check(centre, radius):
+        c_ra, c_dec = centre
+        found = run.cone(c_ra, c_dec, radius)
+        assert list(found.columns[: len(SOURCES)]) == SOURCES
+        centre = [np.full_like(ra, c_ra), np.full_like(ra, c_dec)]
+        exact = np.degrees(angular_separation(*np.radians([ra, dec, *centre])))
+        got = set(found["source_id"])
+        assert got >= set(np.flatnonzero(exact <= radius - 1e-9))
+        assert got <= set(np.flatnonzero(exact <= radius + 1e-9))
+        assert found["distance_deg"].is_monotonic_increasing
+
+    check()
+    run.close()
+
+
+@given(
+    ra=st.floats(0, 360, exclude_max=True),
+    dec=st.floats(-90, 90),
+    radius=st.floats(1e-4, 30),
+    bearing=st.floats(0, 360),
+    frac=st.floats(0.5, 0.9999),
+)
+def test_cone_ranges_contain_every_position_in_the_cone(ra, dec, radius, bearing, frac):
+    # A point at distance frac * radius from the centre, along any bearing.
+    lat1, lon1, d, b = np.radians([dec, ra, frac * radius, bearing])
+    lat2 = math.asin(math.sin(lat1) * math.cos(d) + math.cos(lat1) * math.sin(d) * math.cos(b))
+    lon2 = lon1 + math.atan2(
+        math.sin(b) * math.sin(d) * math.cos(lat1), math.cos(d) - math.sin(lat1) * math.sin(lat2)
+    )
+    p_ra, p_dec = math.degrees(lon2) % 360, math.degrees(lat2)
+    pixel = int(healpix_index(np.array([p_ra]), np.array([p_dec]))[0])
+    ranges = cone_ranges(ra, dec, radius)
+    assert len(ranges) <= 40
+    assert any(lo <= pixel <= hi for lo, hi in ranges)
+    assert separation_deg(ra, dec, p_ra, p_dec) <= radius + 1e-9
+
+
+def test_iso_times_match_astropy_isot():
+    from astropy.time import Time
+
+    mjd = np.random.default_rng(1).uniform(50000, 61000, 200)
+    assert iso_utc(mjd).tolist() == list(Time(mjd, format="mjd", scale="utc").isot)
+    assert iso_utc(np.array([60000.5])).tolist() == ["2023-02-25T12:00:00.000"]
+    assert pd.isna(iso_utc(np.array([np.nan]))[0])
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def test_db_and_export_commands(db_url, tmp_path, capsys):
+    if db_url.startswith("postgresql"):  # a missing SQLite file is an error, tested below
+        assert main(["db", "current", "--db", db_url]) == 0
+        assert capsys.readouterr().out.startswith("none")
+    assert main(["db", "upgrade", "--db", db_url]) == 0
+    assert "-> 0001" in capsys.readouterr().out
+    assert main(["db", "upgrade", "--db", db_url]) == 0
+    assert main(["db", "current", "--db", db_url]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0001 (head)"
+
+    with Store(db_url) as store:
+        store.write(make_result("a", np.arange(10), candidates=2))
+    for table, columns in EXPORTS.items():
+        assert main(["export", "--db", db_url, table]) == 0
+        frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
+        assert list(frame.columns[: len(columns)]) == columns, table
+    out = tmp_path / "m.parquet"
+    argv = ["export", "--db", db_url, "measurements", "--format", "parquet", "-o", str(out)]
+    assert main(argv) == 0
+    frame = pd.read_parquet(out)
+    assert list(frame.columns[: len(MEASUREMENTS)]) == MEASUREMENTS and len(frame) == 10
+    assert main(["export", "--db", db_url, "sources", "-o", str(tmp_path / "s.csv")]) == 0
+    assert len(pd.read_csv(tmp_path / "s.csv")) == 10
+    capsys.readouterr()
+    assert main(["export", "--db", db_url, "images", "--format", "parquet"]) == 2
+    assert "needs an output file" in capsys.readouterr().err
+
+
+def test_export_of_a_missing_database_is_a_clear_error(tmp_path, capsys):
+    db = str(tmp_path / "nothing.sqlite")
+    assert main(["export", "--db", db, "images"]) == 2
+    assert "no database at" in capsys.readouterr().err
+    assert main(["db", "current", "--db", db]) == 2
