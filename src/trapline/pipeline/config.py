@@ -61,7 +61,7 @@ class ForcedSection:
 @dataclass
 class NewSourceSection:
     margin_sigma: float = 1.0
-    depth_nside: int = 128
+    depth_nside: int = 0
 
 
 @dataclass
@@ -113,7 +113,8 @@ HELP: dict[str, dict[str, str]] = {
     },
     "new_source": {
         "margin_sigma": "a new source must exceed the earlier limit by this many rms",
-        "depth_nside": "HEALPix nside of the map of best earlier detection limits",
+        "depth_nside": "HEALPix nside of the map of earlier detection limits (0: cells about "
+                       "a beam across, from the first image)",
     },
     "variability": {
         "eta_threshold": "variable candidate when eta is above this ...",
@@ -222,8 +223,8 @@ def _check(c: PipelineConfig) -> None:
         need(isinstance(pos, list) and len(pos) in (2, 3),
              "[forced] monitor entries must be [ra, dec] or [ra, dec, name]")
     nside = c.new_source.depth_nside
-    need(nside >= 1 and nside & (nside - 1) == 0 and nside <= 4096,
-         "[new_source] depth_nside must be a power of two up to 4096")
+    need(nside == 0 or (nside & (nside - 1) == 0 and nside <= 2**20),
+         "[new_source] depth_nside must be 0 (automatic) or a power of two")
     need(c.variability.min_points >= 2, "[variability] min_points must be at least 2")
     need(c.run.workers >= 0, "[run] workers must be >= 0")
     need(c.run.max_in_flight >= 1, "[run] max_in_flight must be >= 1")

@@ -138,8 +138,7 @@ class Pipeline:
                                             np.asarray(self._pending_monitors, dtype=np.int64)]))
         self._pending_monitors.clear()
 
-        fp = self.depth.footprint(ex.image, record.centre_ra, record.centre_dec,
-                                  record.radius_deg, ex.maps.rms)
+        fp = self.depth.footprint(ex.image)
         depth = self.depth.update(band, fp, ex.maps.rms, cfg.extraction.detection_sigma)
         record.n_blind = len(cat)
         record.n_forced = len(forced)

@@ -1,13 +1,18 @@
 """The depth map: the best and worst detection limit seen so far per sky cell and band.
 
 A new detection without counterpart is only a transient candidate if earlier images
-covering its position were deep enough to have seen it. Keeping, per HEALPix cell and
-band, the lowest and highest earlier limit (detection_sigma x local rms) makes that
-check O(1) per detection, however many images came before.
+covering its position were deep enough to have seen it. Keeping, per HEALPix cell
+(about a beam across) and band, the lowest and highest earlier limit (detection_sigma
+x local rms) makes that check O(1) per detection, however many images came before.
+
+Cells get a slot in dense arrays the first time an image covers them, and each
+pointing's footprint (its cells, their pixels and slots) is computed once and cached,
+so folding an image in is a handful of numpy operations over its footprint.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,58 +22,121 @@ from astropy_healpix import HEALPix
 
 from trapline.pipeline.records import DepthUpdates
 
+# A stored limit is rewritten only when it changed by more than this fraction, so the
+# first images of a run do not rewrite every cell each time the rms estimate wobbles.
+WRITE_TOLERANCE = 0.01
+
+
+def nside_for_beam(bmaj_deg: float) -> int:
+    """Smallest power-of-two nside whose cells are no larger than the beam."""
+    cell_deg = math.sqrt(4 * math.pi / 12) * 180 / math.pi  # nside 1
+    nside = 1
+    while cell_deg / nside > bmaj_deg and nside < 2**20:
+        nside *= 2
+    return nside
+
 
 @dataclass
 class Footprint:
-    """The cells an image covers and the pixel at each cell centre."""
+    """The cells an image covers, the pixel at each cell centre and the cells' slots."""
 
-    cells: np.ndarray
+    slots: np.ndarray
     x: np.ndarray
     y: np.ndarray
 
 
 class DepthMap:
-    """Best (``best``) and worst (``worst``) earlier detection limit, Jy/beam, per band and
-    HEALPix cell; NaN where no accepted image has covered the cell yet."""
+    """Best and worst earlier detection limit (Jy/beam) per band and HEALPix cell.
 
-    def __init__(self, nside: int = 128):
-        self.healpix = HEALPix(nside=nside, order="nested")
-        self.best: dict[int, np.ndarray] = {}
-        self.worst: dict[int, np.ndarray] = {}
+    ``nside`` 0 picks it from the first image's beam (:func:`nside_for_beam`)."""
+
+    def __init__(self, nside: int = 0):
+        self.nside = nside
+        self.healpix = HEALPix(nside=nside, order="nested") if nside else None
+        self._slot_of: dict[int, int] = {}
+        self._cells = np.zeros(0, dtype=np.int64)
+        self._best: dict[int, np.ndarray] = {}
+        self._worst: dict[int, np.ndarray] = {}
+        self._written: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._footprints: dict[tuple, Footprint] = {}
 
-    def _maps(self, band: int) -> tuple[np.ndarray, np.ndarray]:
-        if band not in self.best:
-            npix = self.healpix.npix
-            self.best[band] = np.full(npix, np.nan)
-            self.worst[band] = np.full(npix, np.nan)
-        return self.best[band], self.worst[band]
+    def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
+        if self.healpix is None:
+            self.nside = nside_for_beam(bmaj_deg)
+            self.healpix = HEALPix(nside=self.nside, order="nested")
+        return self.healpix
 
-    def cells_of(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-        return self.healpix.lonlat_to_healpix(Longitude(ra * u.deg), Latitude(dec * u.deg))
+    def _slots(self, cells: np.ndarray, create: bool) -> np.ndarray:
+        get = self._slot_of.get
+        slots = np.fromiter((get(int(c), -1) for c in cells), dtype=np.int64, count=len(cells))
+        if create and (slots < 0).any():
+            missing = np.unique(cells[slots < 0])
+            start = len(self._cells)
+            for i, c in enumerate(missing.tolist()):
+                self._slot_of[c] = start + i
+            self._cells = np.concatenate([self._cells, missing])
+            slots = np.fromiter((self._slot_of[int(c)] for c in cells), dtype=np.int64,
+                                count=len(cells))
+        return slots
+
+    def _arrays(self, band: int):
+        size = len(self._cells)
+        for store in (self._best, self._worst):
+            arr = store.get(band)
+            if arr is None or len(arr) < size:
+                grown = np.full(max(size, 2 * len(arr) if arr is not None else size), np.nan)
+                if arr is not None:
+                    grown[: len(arr)] = arr
+                store[band] = grown
+        written = self._written.get(band)
+        if written is None or len(written[0]) < len(self._best[band]):
+            new = (np.full(len(self._best[band]), np.nan), np.full(len(self._best[band]), np.nan))
+            if written is not None:
+                new[0][: len(written[0])] = written[0]
+                new[1][: len(written[1])] = written[1]
+            self._written[band] = new
+        return self._best[band], self._worst[band], self._written[band]
 
     def limits_at(self, band: int, ra: np.ndarray, dec: np.ndarray):
         """(best, worst) earlier limits at positions (NaN: never covered)."""
-        best, worst = self._maps(band)
-        cells = self.cells_of(ra, dec)
-        return best[cells], worst[cells]
+        nan = np.full(len(ra), np.nan)
+        if self.healpix is None or band not in self._best or len(ra) == 0:
+            return nan, nan.copy()
+        cells = self.healpix.lonlat_to_healpix(Longitude(ra * u.deg), Latitude(dec * u.deg))
+        slots = self._slots(np.asarray(cells), create=False)
+        best, worst, _ = self._arrays(band)
+        found = slots >= 0
+        out_best, out_worst = nan.copy(), nan.copy()
+        out_best[found], out_worst[found] = best[slots[found]], worst[slots[found]]
+        return out_best, out_worst
 
-    def footprint(self, image, centre_ra: float, centre_dec: float, radius_deg: float,
-                  rms: np.ndarray) -> Footprint:
-        """Cells whose centre falls on valid pixels of the image (cached per geometry)."""
-        key = (image.wcs.to_header_string(), image.shape, round(radius_deg, 6))
+    def footprint(self, image) -> Footprint:
+        """Cells whose centre falls on the image (cached per pointing and geometry)."""
+        hp = self._ensure_healpix(image.beam.bmaj_deg)
+        w = image.wcs.wcs
+        key = (tuple(w.ctype), tuple(w.crval), tuple(w.crpix), tuple(w.cdelt),
+               tuple(w.get_pc().ravel()), image.shape)
         fp = self._footprints.get(key)
         if fp is None:
-            cells = self.healpix.cone_search_lonlat(
-                Longitude(centre_ra * u.deg), Latitude(centre_dec * u.deg),
-                radius=radius_deg * u.deg,
-            )
-            lon, lat = self.healpix.healpix_to_lonlat(cells)
-            x, y = image.sky_to_pixel(lon.to_value(u.deg), lat.to_value(u.deg))
+            # Cells touched by a grid of pixels finer than a cell, then kept if their
+            # centre falls on the image (a cone search is far slower at high nside).
             ny, nx = image.shape
+            cell_px = hp.pixel_resolution.to_value(u.deg) / abs(image.pixel_scale_deg[1])
+            step = max(1, int(cell_px / 2))
+            gy, gx = np.mgrid[0:ny:step, 0:nx:step]
+            with np.errstate(invalid="ignore"):
+                ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
+            good = np.isfinite(ra) & np.isfinite(dec)
+            cells = np.unique(hp.lonlat_to_healpix(Longitude(ra[good] * u.deg),
+                                                   Latitude(dec[good] * u.deg)))
+            lon, lat = hp.healpix_to_lonlat(cells)
+            with np.errstate(invalid="ignore"):
+                x, y = image.sky_to_pixel(lon.to_value(u.deg), lat.to_value(u.deg))
             ok = np.isfinite(x) & np.isfinite(y)
-            ok &= (x >= 0) & (x <= nx - 1) & (y >= 0) & (y <= ny - 1)
-            fp = Footprint(cells[ok], np.rint(x[ok]).astype(int), np.rint(y[ok]).astype(int))
+            ok &= (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+            cells = np.asarray(cells)[ok]
+            fp = Footprint(self._slots(cells, create=True),
+                           np.rint(x[ok]).astype(np.int64), np.rint(y[ok]).astype(np.int64))
             if len(self._footprints) > 64:
                 self._footprints.clear()
             self._footprints[key] = fp
@@ -76,24 +144,31 @@ class DepthMap:
 
     def update(self, band: int, footprint: Footprint, rms: np.ndarray,
                detection_sigma: float) -> DepthUpdates:
-        """Fold one accepted image's limits in; returns the cells whose values changed."""
-        best, worst = self._maps(band)
+        """Fold one accepted image's limits in; returns the cells to store (those whose
+        values moved by more than WRITE_TOLERANCE since last stored)."""
+        best, worst, (w_best, w_worst) = self._arrays(band)
         limit = detection_sigma * rms[footprint.y, footprint.x].astype(float)
         valid = np.isfinite(limit)
-        cells, limit = footprint.cells[valid], limit[valid]
-        old_best, old_worst = best[cells], worst[cells]
-        new_best = np.fmin(old_best, limit)
-        new_worst = np.fmax(old_worst, limit)
-        changed = ~(new_best == old_best) | ~(new_worst == old_worst)
-        best[cells], worst[cells] = new_best, new_worst
-        return DepthUpdates(band=np.full(int(changed.sum()), band), cell=cells[changed],
-                            limit=new_best[changed], worst=new_worst[changed])
+        slots, limit = footprint.slots[valid], limit[valid]
+        best[slots] = np.fmin(best[slots], limit)
+        worst[slots] = np.fmax(worst[slots], limit)
+        with np.errstate(invalid="ignore"):
+            moved = (~(np.abs(best[slots] - w_best[slots]) <= WRITE_TOLERANCE * best[slots])
+                     | ~(np.abs(worst[slots] - w_worst[slots]) <= WRITE_TOLERANCE * worst[slots]))
+        slots = slots[moved]
+        w_best[slots], w_worst[slots] = best[slots], worst[slots]
+        return DepthUpdates(band=np.full(len(slots), band), cell=self._cells[slots],
+                            limit=best[slots], worst=worst[slots])
 
-    def load(self, band: np.ndarray, cell: np.ndarray, limit: np.ndarray,
+    def load(self, nside: int, band: np.ndarray, cell: np.ndarray, limit: np.ndarray,
              worst: np.ndarray) -> None:
         """Restore stored values (on resume)."""
+        if nside:
+            self.nside = nside
+            self.healpix = HEALPix(nside=nside, order="nested")
+        slots = self._slots(np.asarray(cell, dtype=np.int64), create=True)
         for b in np.unique(band):
             sel = band == b
-            best_map, worst_map = self._maps(int(b))
-            best_map[cell[sel]] = limit[sel]
-            worst_map[cell[sel]] = worst[sel]
+            best_arr, worst_arr, (w_best, w_worst) = self._arrays(int(b))
+            best_arr[slots[sel]] = w_best[slots[sel]] = limit[sel]
+            worst_arr[slots[sel]] = w_worst[slots[sel]] = worst[sel]

@@ -43,10 +43,11 @@ def restore(pipeline: Pipeline, state) -> None:
                                         & (np.asarray(stats.eta_int)[sel] > v.eta_threshold)
                                         & (np.asarray(stats.v_int)[sel] > v.v_threshold))
     depth = state.depth
-    if len(depth):
-        pipeline.depth.load(np.asarray(depth.band), np.asarray(depth.cell),
-                            np.asarray(depth.limit), np.asarray(depth.worst))
     values = state.values
+    if len(depth):
+        pipeline.depth.load(int(values.get("depth_nside", 0)), np.asarray(depth.band),
+                            np.asarray(depth.cell), np.asarray(depth.limit),
+                            np.asarray(depth.worst))
     if "next_source_id" in values:
         sky.next_id = max(sky.next_id, int(values["next_source_id"]))
     if "band_centres_hz" in values:

@@ -133,6 +133,7 @@ class Runner:
     def state_values(self) -> dict[str, str]:
         p = self.pipeline
         return {"next_source_id": str(p.sky.next_id),
+                "depth_nside": str(p.depth.nside),
                 "band_centres_hz": json.dumps(p.bands.centres),
                 "config": json.dumps(self.config.to_dict())}
 
