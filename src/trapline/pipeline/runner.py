@@ -113,6 +113,9 @@ class Runner:
         self.config = config or PipelineConfig()
         self.pipeline = Pipeline(self.config)
         self.summary = RunSummary()
+        # Monitoring positions new to this run: stored once their source row exists,
+        # that is with the first accepted image (the monitor table refers to it).
+        self._new_monitors: list[tuple[str, float, float, int]] = []
         self._restore()
 
     def _restore(self) -> None:
@@ -128,7 +131,7 @@ class Runner:
             if (round(ra, 7), round(dec, 7)) not in known:
                 rows = self.pipeline.add_monitors(np.array([ra]), np.array([dec]))
                 source_id = int(self.pipeline.sky.sources.source_id[rows[0]])
-                self.store.write_monitor(name, ra, dec, source_id)
+                self._new_monitors.append((name, ra, dec, source_id))
 
     def state_values(self) -> dict[str, str]:
         p = self.pipeline
@@ -174,6 +177,10 @@ class Runner:
         result = self.pipeline.process(measured)
         try:
             self.store.write(result, state=self.state_values())
+            if result.image.accepted:
+                while self._new_monitors:
+                    self.store.write_monitor(*self._new_monitors[0])
+                    self._new_monitors.pop(0)
         except StorageError as exc:
             # The in-memory state moved on; what could not be stored is logged, not lost
             # silently. (A later run re-processes images that were not stored.)
