@@ -143,7 +143,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     store.upgrade()
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == "0001"
+    assert store.revision() == head_revision() == "0002"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -208,8 +208,11 @@ def test_write_then_export_every_table(store):
     assert (cands["image_id"] == id1).all()
     assert (cands["time"] == "2023-02-25T12:00:00.000").all()
 
+    from trapline.storage.lightcurves import POINT_COLUMNS
+
     curve = run.lightcurve(0)
-    assert list(curve.columns[: len(MEASUREMENTS)]) == MEASUREMENTS
+    assert list(curve.columns) == POINT_COLUMNS
+    assert (curve["resolution_s"] == 0).all()
     assert curve["time"].tolist() == sorted(curve["time"]) and len(curve) == 2
     assert len(run.lightcurve(0, band=1)) == 1
     assert run.measurements(source_id=5)["source_id"].tolist() == [5, 5]
@@ -491,10 +494,10 @@ def test_db_and_export_commands(db_url, tmp_path, capsys):
         assert main(["db", "current", "--db", db_url]) == 0
         assert capsys.readouterr().out.startswith("none")
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert "-> 0001" in capsys.readouterr().out
+    assert "-> 0002" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", db_url]) == 0
     assert main(["db", "current", "--db", db_url]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "0001 (head)"
+    assert capsys.readouterr().out.splitlines()[-1] == "0002 (head)"
 
     with Store(db_url) as store:
         store.write(make_result("a", np.arange(10), candidates=2))

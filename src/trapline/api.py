@@ -59,9 +59,21 @@ class Run:
         """Transient candidates: kind 'new' or 'variable', their level and significance."""
         return self._read(export.read, "candidates")
 
-    def lightcurve(self, source_id: int, band: int | None = None) -> pd.DataFrame:
-        """Measurements of one source (one band if given) sorted by time, with kind."""
-        return self._read(export.lightcurve, source_id, band)
+    def lightcurve(self, source_id: int, band: int | None = None,
+                   resolution: float | None = None) -> pd.DataFrame:
+        """One source's lightcurve (one band if given), sorted by time: raw measurements
+        and compacted time bins merged into one series, each point with its
+        ``resolution_s`` (0 raw) and ``kind`` ('blind', 'forced', 'monitor' or 'bin').
+        ``resolution`` (s): re-bin everything finer to it."""
+        from trapline.storage import lightcurves
+
+        return self._read(lightcurves.lightcurve, source_id, band, resolution)
+
+    def lightcurve_variability(self, source_id: int, band: int) -> dict[str, float]:
+        """eta and V of one source and band from its raw points and bins (exact)."""
+        from trapline.storage import lightcurves
+
+        return self._read(lightcurves.variability, source_id, band)
 
     def monitors(self) -> pd.DataFrame:
         """The monitoring list."""

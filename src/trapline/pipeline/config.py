@@ -72,6 +72,16 @@ class VariabilitySection:
 
 
 @dataclass
+class LightcurvesSection:
+    tiers: list[list[float]] = field(
+        default_factory=lambda: [[0.0, 86400.0], [60.0, 2592000.0], [3600.0, 0.0]])
+    candidate_window_s: float = 600.0
+    keep_monitor_raw: bool = True
+    compact_every_images: int = 50
+    batch_rows: int = 20000
+
+
+@dataclass
 class RunSection:
     workers: int = 0
     max_in_flight: int = 4
@@ -121,6 +131,14 @@ HELP: dict[str, dict[str, str]] = {
         "v_threshold": "... and V is above this",
         "min_points": "and the lightcurve has at least this many points in the band",
     },
+    "lightcurves": {
+        "tiers": "resolution ladder [[resolution_s, keep_s], ...]: raw (0) first, each kept "
+                 "keep_s seconds (0: forever) before going into the next, coarser bins",
+        "candidate_window_s": "raw points within this of a candidate of their source stay raw",
+        "keep_monitor_raw": "monitoring-list points stay at full resolution",
+        "compact_every_images": "run a bounded compaction pass every this many images (0: never)",
+        "batch_rows": "rows one compaction pass reads at most",
+    },
     "run": {
         "workers": "extraction worker processes (0: one per core, 1: in this process)",
         "max_in_flight": "images read and extracted ahead of association, per worker",
@@ -135,6 +153,7 @@ SECTIONS = {
     "forced": ForcedSection,
     "new_source": NewSourceSection,
     "variability": VariabilitySection,
+    "lightcurves": LightcurvesSection,
     "run": RunSection,
 }
 
@@ -150,6 +169,7 @@ class PipelineConfig:
     forced: ForcedSection = field(default_factory=ForcedSection)
     new_source: NewSourceSection = field(default_factory=NewSourceSection)
     variability: VariabilitySection = field(default_factory=VariabilitySection)
+    lightcurves: LightcurvesSection = field(default_factory=LightcurvesSection)
     run: RunSection = field(default_factory=RunSection)
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,8 +246,32 @@ def _check(c: PipelineConfig) -> None:
     need(nside == 0 or (nside & (nside - 1) == 0 and nside <= 2**20),
          "[new_source] depth_nside must be 0 (automatic) or a power of two")
     need(c.variability.min_points >= 2, "[variability] min_points must be at least 2")
+    _check_tiers(c.lightcurves.tiers)
+    need(c.lightcurves.batch_rows >= 1, "[lightcurves] batch_rows must be >= 1")
+    need(c.lightcurves.compact_every_images >= 0,
+         "[lightcurves] compact_every_images must be >= 0")
     need(c.run.workers >= 0, "[run] workers must be >= 0")
     need(c.run.max_in_flight >= 1, "[run] max_in_flight must be >= 1")
+
+
+def _check_tiers(tiers: list) -> None:
+    where = "[lightcurves] tiers"
+    ok = isinstance(tiers, list) and len(tiers) >= 1 and all(
+        isinstance(t, list) and len(t) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in t)
+        for t in tiers)
+    if not ok:
+        raise ConfigError(f"{where} must be a list of [resolution_s, keep_s] pairs")
+    if tiers[0][0] != 0:
+        raise ConfigError(f"{where}: the first tier must be the raw data (resolution 0)")
+    for (res, keep), (next_res, _) in zip(tiers, tiers[1:], strict=False):
+        if keep <= 0:
+            raise ConfigError(f"{where}: only the last tier may be kept forever (keep_s 0)")
+        if next_res <= res or (res and next_res % res):
+            raise ConfigError(f"{where}: each resolution must be a multiple of the previous")
+    keeps = [keep for _, keep in tiers[:-1]]
+    if keeps != sorted(keeps):
+        raise ConfigError(f"{where}: keep times must grow with the resolution")
 
 
 def load_config(path: str | Path | None) -> PipelineConfig:

@@ -42,6 +42,7 @@ class RunSummary:
     n_sources: int = 0
     seconds: float = 0.0
     storage_errors: int = 0
+    compacted: int = 0
 
     def add(self, result: ImageResult) -> None:
         if result.image.accepted:
@@ -116,6 +117,7 @@ class Runner:
         # Monitoring positions new to this run: stored once their source row exists,
         # that is with the first accepted image (the monitor table refers to it).
         self._new_monitors: list[tuple[str, float, float, int]] = []
+        self._images_stored = 0
         self._restore()
 
     def _restore(self) -> None:
@@ -177,6 +179,7 @@ class Runner:
         result = self.pipeline.process(measured)
         try:
             self.store.write(result, state=self.state_values())
+            self._images_stored += 1
             if result.image.accepted:
                 while self._new_monitors:
                     self.store.write_monitor(*self._new_monitors[0])
@@ -187,7 +190,32 @@ class Runner:
             log.error("could not store %s: %s", result.image.path, exc)
             self.summary.storage_errors += 1
         self.summary.add(result)
+        every = self.config.lightcurves.compact_every_images
+        if every and self._images_stored and self._images_stored % every == 0:
+            self.compact_once()
         return result
+
+    def compact_once(self) -> None:
+        """The lightcurve compactor as a pipeline plug-in: one bounded pass."""
+        from trapline.storage.compaction import compact_pass
+
+        lc = self.config.lightcurves
+        try:
+            done = compact_pass(self.store.engine, tiers_of(self.config),
+                                batch_rows=lc.batch_rows,
+                                candidate_window_s=lc.candidate_window_s,
+                                keep_monitor_raw=lc.keep_monitor_raw)
+        except Exception as exc:  # noqa: BLE001 - compaction must never stop the pipeline
+            log.error("compaction pass failed (will retry later): %s", exc)
+            return
+        if done.did_work:
+            self.summary.compacted += done.rows_deleted
+
+
+def tiers_of(config: PipelineConfig) -> list:
+    from trapline.storage.compaction import Tier
+
+    return [Tier(float(r), float(k)) for r, k in config.lightcurves.tiers]
 
 
 def run_files(inputs: list[str], db_url: str | None = None,

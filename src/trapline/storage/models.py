@@ -116,6 +116,8 @@ class Measurement(Base):
     __table_args__ = (
         UniqueConstraint("source_id", "image_id"),
         Index("ix_measurement_source_id_time_mjd", "source_id", "time_mjd"),
+        # Compaction walks the oldest raw measurements in time order.
+        Index("ix_measurement_time_mjd_measurement_id", "time_mjd", "measurement_id"),
     )
 
     measurement_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -217,3 +219,46 @@ class PipelineState(Base):
 
     key: Mapped[str] = mapped_column(primary_key=True)
     value: Mapped[str]
+
+
+class LightcurveBin(Base):
+    """Measurements of one source and band down-sampled into a time bin.
+
+    Bins keep what later science needs: the count (blind, forced, monitor), time span
+    and mean time, and for integrated (``_int``) and peak (``_peak``) flux f with error
+    s and weight w = 1/s^2 the sums of w, w f, w f^2, f and f^2 (so eta and V over any
+    span stay exact) with minimum and maximum. The inverse-variance weighted mean is
+    ``swf / sw`` with error ``1 / sqrt(sw)``. ``resolution_s`` is the bin width (s);
+    ``bin_start_mjd`` is a multiple of it since MJD 0.
+    """
+
+    __tablename__ = "lightcurve_bin"
+    __table_args__ = (Index("ix_lightcurve_bin_resolution_s_bin_start_mjd",
+                            "resolution_s", "bin_start_mjd"),)
+
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"),
+                                           primary_key=True)
+    band: Mapped[int] = mapped_column(primary_key=True)
+    resolution_s: Mapped[float] = mapped_column(primary_key=True)
+    bin_start_mjd: Mapped[float] = mapped_column(primary_key=True)
+    n: Mapped[int]
+    n_blind: Mapped[int]
+    n_forced: Mapped[int]
+    n_monitor: Mapped[int]
+    t_min_mjd: Mapped[float]
+    t_max_mjd: Mapped[float]
+    st_mjd: Mapped[float]  # sum of times, for the mean time of the bin
+    sw_int: Mapped[float]
+    swf_int: Mapped[float]
+    swf2_int: Mapped[float]
+    sf_int: Mapped[float]
+    sf2_int: Mapped[float]
+    min_int: Mapped[float]
+    max_int: Mapped[float]
+    sw_peak: Mapped[float]
+    swf_peak: Mapped[float]
+    swf2_peak: Mapped[float]
+    sf_peak: Mapped[float]
+    sf2_peak: Mapped[float]
+    min_peak: Mapped[float]
+    max_peak: Mapped[float]
