@@ -512,18 +512,27 @@ def test_own_extraction_finds_the_seven_sources(tmp_path, vast_deruiter_config, 
     assert variable == {d_src.source_id}
 
 
-def test_own_extraction_without_systematic_error_splits_epoch04(tmp_path):
-    """With Trapline's default settings (no systematic position error) the same images
-    give 12 sources: epoch04's catalogue positions are ~1" east of the other epochs'
-    (its pointing differs), while the statistical errors of these S/N ~2000 sources are
-    a few milliarcsec -- de Ruiter radii of ~300, so all five epoch04 detections start
-    new sources (and are flagged new). VAST avoids this through its 1" ra/dec
-    uncertainty; Trapline needs ``position_sys_err_arcsec`` set likewise."""
+def test_own_extraction_with_default_settings(tmp_path):
+    """With Trapline's default settings the same images give one lightcurve per source:
+    epoch04's catalogue positions are ~1" east of the other epochs' (its pointing
+    differs) while the statistical errors of these S/N ~2000 sources are a few
+    milliarcsec; the default systematic error of 0.1 beam (1.5" here) absorbs the shift,
+    so no epoch04 detection starts a source (without it all five would, de Ruiter ~300).
+    Six sources, not seven: the epoch02 D+F blend (one island, see above) lies 9" from
+    D, a de Ruiter radius of 4.2 with the 1.5" systematic error, so it extends D instead
+    of starting F. E and G are flagged new, as in VAST."""
     config = PipelineConfig()
     config.run.workers = 1
+    config.extraction.detection_sigma = 5.0
+    from trapline.io import read_fits
+
+    epoch04 = read_fits(DATA / "epoch04.fits").time_mjd
     sources, candidates, _ = _run_images(tmp_path, config)
-    assert len(sources) == 12
-    epoch04_first = sources.first_time_mjd == sources.first_time_mjd.max()
-    assert int(epoch04_first.sum()) == 5
-    new = set(candidates.loc[candidates.kind == "new", "source_id"])
-    assert set(sources.source_id[epoch04_first]) <= new
+    assert len(sources) == 6
+    assert (sources.first_time_mjd < epoch04 - 0.5).all()
+    new = candidates.loc[candidates.kind == "new", "source_id"]
+    assert len(new) == 2
+    config.association.position_sys_err_beams = 0.0
+    (tmp_path / "nosys").mkdir()
+    split, _, _ = _run_images(tmp_path / "nosys", config)
+    assert int((np.abs(split.first_time_mjd - epoch04) < 0.5).sum()) == 5

@@ -49,6 +49,7 @@ class AssociationSection:
     beamwidth_limit: float = 3.0
     de_ruiter_radius: float = 5.68
     position_sys_err_arcsec: float = 0.0
+    position_sys_err_beams: float = 0.1
 
 
 @dataclass
@@ -115,6 +116,8 @@ HELP: dict[str, dict[str, str]] = {
         "beamwidth_limit": "candidates lie within this many beam semi-major axes",
         "de_ruiter_radius": "associate when the de Ruiter radius is below this",
         "position_sys_err_arcsec": "systematic position error added in quadrature (arcsec)",
+        "position_sys_err_beams": "... and this fraction of the beam FWHM major axis (pointing, "
+                                  "ionosphere: statistical errors of bright sources are tiny)",
     },
     "forced": {
         "max_misses": "stop forced fits of a source after this many consecutive misses in a band",
@@ -238,6 +241,8 @@ def _check(c: PipelineConfig) -> None:
     need(c.image.band_tolerance_hz >= 0, "[image] band_tolerance_hz must be >= 0")
     need(c.association.beamwidth_limit > 0, "[association] beamwidth_limit must be > 0")
     need(c.association.de_ruiter_radius > 0, "[association] de_ruiter_radius must be > 0")
+    need(c.association.position_sys_err_arcsec >= 0 and c.association.position_sys_err_beams >= 0,
+         "[association] systematic position errors must be >= 0")
     need(c.forced.max_misses >= 0, "[forced] max_misses must be >= 0")
     for pos in c.forced.monitor:
         need(isinstance(pos, list) and len(pos) in (2, 3),

@@ -72,7 +72,8 @@ class Pipeline:
         cat = ex.sources
         t = record.time_mjd
         cfg = self.config
-        sys_err = cfg.association.position_sys_err_arcsec / 3600.0
+        sys_err = np.hypot(cfg.association.position_sys_err_arcsec / 3600.0,
+                           cfg.association.position_sys_err_beams * ex.image.beam.bmaj_deg)
         ra_err = np.hypot(cat.ra_err_deg, sys_err)
         dec_err = np.hypot(cat.dec_err_deg, sys_err)
 

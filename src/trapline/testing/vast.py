@@ -211,6 +211,7 @@ def config_from_vast(vast: dict[str, dict[str, object]]) -> PipelineConfig:
     config.association.de_ruiter_radius = float(assoc.get("deruiter_radius", 5.68))
     config.association.beamwidth_limit = float(assoc.get("deruiter_beamwidth_limit", 1.5))
     config.association.position_sys_err_arcsec = float(meas["ra_uncertainty"])
+    config.association.position_sys_err_beams = 0.0  # VAST adds only the fixed error
     config.extraction.detection_sigma = float(vast["new_sources"]["min_sigma"])
     config.new_source.margin_sigma = 0.0
     config.run.workers = 1
