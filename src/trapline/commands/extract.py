@@ -35,7 +35,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="moments (fast, default) or Gaussian fit",
     )
     p.add_argument(
-        "--deblend", action="store_true", help="split blended islands (with --method fit)"
+        "--deblend", action="store_true", help="split islands holding several sources"
     )
     p.add_argument("--force-beam", action="store_true", help="fit with the shape fixed to the beam")
     p.add_argument(

@@ -18,7 +18,7 @@ class ExtractionConfig:
         min_cell_fraction: a cell needs this fraction of valid pixels, else neighbours fill it.
         method: ``moments`` (moments plus two least-squares steps: fast, default) or
             ``fit`` (Gaussian least squares to convergence).
-        deblend: split islands with several peaks (fit method only) into components.
+        deblend: split islands holding several sources (multi-threshold, as PySE).
         deblend_levels: number of sub-thresholds between analysis level and island peak.
         deblend_min_contrast: a branch needs this fraction of the island flux to count.
         force_beam: with ``fit``, keep the shape fixed to the restoring beam.

@@ -44,6 +44,7 @@ class Extraction:
     residual: np.ndarray
     n_islands: int
     skipped: dict[str, int] = field(default_factory=dict)
+    n_deblended: int = 0
 
     def forced(self, ra: np.ndarray, dec: np.ndarray) -> ForcedMeasurements:
         """Forced fits at sky positions (deg)."""
@@ -93,6 +94,12 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
         blanked=blanked_regions(data) if config.remove_edge_islands else None,
     )
     skipped: dict[str, int] = {}
+    n_deblended = 0
+    if config.deblend:
+        from trapline.extract.deblend import deblend
+
+        islands, n_deblended = deblend(islands, residual, config.analysis_sigma,
+                                       config.deblend_levels, config.deblend_min_contrast)
     if islands.n_rejected_large:
         skipped["island_too_large"] = islands.n_rejected_large
     beam = image.pixel_beam()
@@ -109,7 +116,7 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
         skipped["unmeasurable"] = n_bad
         log.info("%s: %d islands could not be measured", image.path or "image", n_bad)
     catalogue = to_catalogue(image, _select(shapes, shapes.ok), islands.counts[shapes.ok])
-    return Extraction(image, catalogue, maps, residual, len(islands), skipped)
+    return Extraction(image, catalogue, maps, residual, len(islands), skipped, n_deblended)
 
 
 def blanked_regions(data: np.ndarray) -> np.ndarray | None:

@@ -22,6 +22,7 @@ class ExtractionSection:
     grid: int = 32
     method: str = "moments"
     force_beam: bool = False
+    deblend: bool = False
 
 
 @dataclass
@@ -95,6 +96,7 @@ HELP: dict[str, dict[str, str]] = {
         "grid": "background and rms cell size (pixels)",
         "method": "'moments' (fast) or 'fit' (Gaussian least squares to convergence)",
         "force_beam": "with 'fit', keep the source shape fixed to the restoring beam",
+        "deblend": "split islands holding several sources (multi-threshold, as PySE)",
     },
     "image": {
         "beam_deg": "beam [bmaj, bmin, bpa] (deg) for images whose header has none; [] = none",

@@ -35,6 +35,7 @@ def extraction_config(config: PipelineConfig) -> ExtractionConfig:
     e = config.extraction
     return ExtractionConfig(detection_sigma=e.detection_sigma, analysis_sigma=e.analysis_sigma,
                             grid=e.grid, method=e.method, force_beam=e.force_beam,
+                            deblend=e.deblend,
                             margin=config.image.margin_pixels)
 
 
