@@ -5,4 +5,15 @@ from trapline.image import Beam, Image
 
 __version__ = "0.1.0"
 
-__all__ = ["Beam", "Image", "ImageError", "TraplineError", "__version__"]
+__all__ = ["Beam", "Image", "ImageError", "TraplineError", "__version__", "open"]
+
+
+def open(url: str):  # noqa: A001 - trapline.open(URL) is the notebook entry point
+    """Open a stored run (SQLAlchemy URL or SQLite file): tables as pandas DataFrames.
+
+    >>> run = trapline.open("sqlite:///trapline.sqlite")
+    >>> run.candidates(); run.lightcurve(42)
+    """
+    from trapline.api import open as open_run
+
+    return open_run(url)
