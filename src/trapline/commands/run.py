@@ -29,6 +29,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         default=None,
         help="extraction worker processes (default: one per core)",
     )
+    p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="Dask distributed scheduler: measure images on its workers")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
             print("trapline run: error: --workers must be >= 0")
             return 2
         config.run.workers = args.workers
-    summary = run_files(args.inputs, args.db, config, progress=not args.no_progress)
+    summary = run_files(args.inputs, args.db, config, progress=not args.no_progress,
+                        scheduler=args.scheduler)
     print(summary.report())
     return 1 if summary.storage_errors else 0

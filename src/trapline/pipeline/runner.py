@@ -142,12 +142,23 @@ class Runner:
                 "band_centres_hz": json.dumps(p.bands.centres),
                 "config": json.dumps(self.config.to_dict())}
 
-    def run(self, sources: Iterable[str | Image], progress: bool = False) -> RunSummary:
+    def run(self, sources: Iterable[str | Image], progress: bool = False,
+            scheduler: str | None = None) -> RunSummary:
+        """Process images in time order. ``scheduler``: address of a Dask distributed
+        scheduler (``tcp://host:port``) whose workers then do the measuring stage."""
         start = time.perf_counter()
         sources = list(sources)
         workers = self.config.run.workers or default_workers()
-        executor = (ProcessPoolExecutor(workers, initializer=_init_worker)
-                    if workers > 1 and len(sources) > 1 else None)
+        client = None
+        if scheduler:
+            from trapline.pipeline.distributed import connect
+
+            client, workers = connect(scheduler)
+            executor = client.get_executor()
+        elif workers > 1 and len(sources) > 1:
+            executor = ProcessPoolExecutor(workers, initializer=_init_worker)
+        else:
+            executor = None
         bar = None
         if progress:
             from tqdm import tqdm
@@ -161,8 +172,10 @@ class Runner:
                 if bar is not None:
                     bar.update(1)
         finally:
-            if executor is not None:
-                executor.shutdown(cancel_futures=True)
+            if client is not None:
+                client.close()
+            elif executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
             if bar is not None:
                 bar.close()
         self.summary.seconds += time.perf_counter() - start
@@ -219,8 +232,10 @@ def tiers_of(config: PipelineConfig) -> list:
 
 
 def run_files(inputs: list[str], db_url: str | None = None,
-              config: PipelineConfig | None = None, progress: bool = False) -> RunSummary:
-    """Run the pipeline over image files/folders/globs into a database (default SQLite)."""
+              config: PipelineConfig | None = None, progress: bool = False,
+              scheduler: str | None = None) -> RunSummary:
+    """Run the pipeline over image files/folders/globs into a database (default SQLite).
+    With ``scheduler`` (a Dask distributed address) the measuring runs on its workers."""
     from trapline.pipeline.ingest import find_images
     from trapline.storage import Store
 
@@ -228,7 +243,7 @@ def run_files(inputs: list[str], db_url: str | None = None,
     paths = sort_by_time(paths)
     with Store(db_url) as store:
         store.upgrade()
-        return Runner(store, config).run(paths, progress=progress)
+        return Runner(store, config).run(paths, progress=progress, scheduler=scheduler)
 
 
 def sort_by_time(paths: list[str]) -> list[str]:

@@ -1,0 +1,46 @@
+"""Scale-out: the measuring stage on a local Dask cluster of worker processes gives the
+same lightcurves as the embedded run."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+import trapline.api
+from trapline.errors import TraplineError
+from trapline.pipeline.config import PipelineConfig
+from trapline.pipeline.runner import run_files
+from trapline.simulate import SimulationConfig, write_series
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_dask_cluster_gives_the_embedded_result(tmp_path):
+    files = write_series(SimulationConfig(seed=8, epochs=6, bands=2, size=256, n_steady=15,
+                                          n_variable=3, n_transient=2, n_fading=1),
+                         tmp_path / "series")
+    embedded = f"sqlite:///{tmp_path / 'embedded.sqlite'}"
+    on_dask = f"sqlite:///{tmp_path / 'dask.sqlite'}"
+    config = PipelineConfig()
+    config.run.workers = 1
+    run_files([str(files.out_dir)], embedded, config)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        summary = run_files([str(files.out_dir)], on_dask, config,
+                            scheduler=cluster.scheduler_address)
+    assert summary.accepted == len(files.images)
+    a, b = trapline.api.open(embedded), trapline.api.open(on_dask)
+    pd.testing.assert_frame_equal(a.sources(), b.sources())
+    pd.testing.assert_frame_equal(a.variability(), b.variability())
+    pd.testing.assert_frame_equal(a.measurements().drop(columns="measurement_id"),
+                                  b.measurements().drop(columns="measurement_id"))
+    pd.testing.assert_frame_equal(a.candidates().drop(columns="candidate_id"),
+                                  b.candidates().drop(columns="candidate_id"))
+
+
+def test_unreachable_scheduler_is_a_clear_error(tmp_path):
+    files = write_series(SimulationConfig(seed=8, epochs=1, size=64, n_steady=1, n_variable=0,
+                                          n_transient=0, n_fading=0), tmp_path / "one")
+    with pytest.raises(TraplineError, match="Dask scheduler"):
+        run_files([str(files.out_dir)], f"sqlite:///{tmp_path / 'x.sqlite'}",
+                  scheduler="tcp://127.0.0.1:1")
