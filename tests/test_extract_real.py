@@ -172,3 +172,44 @@ def test_3c295_differences_are_pyse_edge_artefacts(pyse_runs):
         if detection == 8:
             d2, _ = cKDTree(np.c_[px, py]).query(np.c_[ours.x_pix, ours.y_pix])
             assert (d2 < 2).all()
+
+
+@pytest.mark.oracle
+def test_completeness_and_false_detections_against_radio_pyse(tmp_path):
+    """Simulated skies with known sources, written to FITS and given to both: per S/N bin
+    we recover at least as many true sources as radio-pyse, and report no more false
+    detections."""
+    pytest.importorskip("sourcefinder")
+    from helpers import match_to_truth
+
+    from trapline.io import write_fits
+    from trapline.simulate import SimulationConfig, iter_images
+    from trapline.testing.pyse_oracle import run_pyse
+
+    bins = [(5, 6), (6, 7), (7, 8), (8, 10), (10, 1e9)]
+    ours_found = np.zeros(len(bins), int)
+    pyse_found = np.zeros(len(bins), int)
+    ours_false = pyse_false = 0
+    for seed in range(2):
+        config = SimulationConfig(seed=seed, epochs=2, size=512, n_steady=120, n_variable=0,
+                                  n_transient=0, n_fading=0, steady_snr=(4, 60))
+        for k, (image, truth) in enumerate(iter_images(config)):
+            path = tmp_path / f"sim{seed}_{k}.fits"
+            write_fits(image, path)
+            ours = extract(read_fits(path), ExtractionConfig(detection_sigma=5)).sources
+            ours = ours.to_pandas()
+            theirs = run_pyse(str(path), 5)
+            px, py = image.sky_to_pixel(theirs.ra.to_numpy(), theirs.dec.to_numpy())
+            theirs = theirs.assign(x_pix=px, y_pix=py)
+            for cat, found in ((ours, ours_found), (theirs, pyse_found)):
+                rows, idx = match_to_truth(image, cat, truth)
+                snr = (rows.peak_jy / rows.rms_jy).to_numpy()
+                for b, (lo, hi) in enumerate(bins):
+                    found[b] += int(((idx >= 0) & (snr >= lo) & (snr < hi)).sum())
+                n_false = len(cat) - len(set(idx[idx >= 0]))
+                if cat is ours:
+                    ours_false += n_false
+                else:
+                    pyse_false += n_false
+    assert (ours_found >= pyse_found).all(), (ours_found, pyse_found)
+    assert ours_false <= pyse_false, (ours_false, pyse_false)

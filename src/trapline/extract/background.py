@@ -5,8 +5,8 @@ cell's pixels are clipped iteratively at kappa times their standard deviation ar
 the median, the clipped rms is corrected for the truncation of a Gaussian, and the
 background is the mode estimate ``2.5 median - 1.5 mean`` unless the distribution is
 too skewed, where the median is used. The cell values are then interpolated to every
-pixel. Interpolation is separable and linear in the grid values, so it is done as two
-small matrix products instead of a per-pixel spline evaluation.
+pixel by separable linear interpolation between cell centres (as PySE's default
+``interpolate_order=1``), held constant beyond the outermost centres.
 """
 
 from __future__ import annotations
@@ -148,23 +148,29 @@ def _fill_missing(grid_values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _interpolation_matrix(n_pixels: int, n_cells: int, grid: int) -> np.ndarray:
-    """(n_pixels, n_cells) weights of linear interpolation between cell centres,
-    held constant beyond the first and last centres."""
+def _interpolation_weights(n_pixels: int, n_cells: int, grid: int):
+    """For each pixel along one axis: the two cell centres around it and the weight of
+    the upper one (linear interpolation, constant beyond the first and last centres)."""
     centres = (np.arange(n_cells) + 0.5) * grid - 0.5
     centres[-1] = min(centres[-1], (n_cells - 1) * grid + (n_pixels - (n_cells - 1) * grid - 1) / 2)
     pos = np.clip(np.arange(n_pixels, dtype=float), centres[0], centres[-1])
-    weights = np.zeros((n_pixels, n_cells))
     if n_cells == 1:
-        weights[:, 0] = 1.0
-        return weights
+        zero = np.zeros(n_pixels, dtype=np.int64)
+        return zero, zero, np.zeros(n_pixels, dtype=np.float32)
     hi = np.clip(np.searchsorted(centres, pos, side="right"), 1, n_cells - 1)
     lo = hi - 1
     t = (pos - centres[lo]) / (centres[hi] - centres[lo])
-    rows = np.arange(n_pixels)
-    weights[rows, lo] = 1.0 - t
-    weights[rows, hi] += t
-    return weights
+    return lo, hi, t.astype(np.float32)
+
+
+def _interpolate(grid_values: np.ndarray, shape: tuple[int, int], grid: int) -> np.ndarray:
+    """Separable linear interpolation of cell values to every pixel: two gathers and
+    blends along each axis (no BLAS, so no thread contention in worker processes)."""
+    ylo, yhi, ty = _interpolation_weights(shape[0], grid_values.shape[0], grid)
+    xlo, xhi, tx = _interpolation_weights(shape[1], grid_values.shape[1], grid)
+    g = grid_values.astype(np.float32)
+    rows = g[ylo] * (1 - ty)[:, None] + g[yhi] * ty[:, None]  # (ny, gx)
+    return rows[:, xlo] * (1 - tx)[None, :] + rows[:, xhi] * tx[None, :]
 
 
 def background_maps(
@@ -183,11 +189,8 @@ def background_maps(
         nan = np.full(data.shape, np.nan, dtype=np.float32)
         return BackgroundMaps(nan, nan.copy(), grid_bg, grid_rms)
     filled_bg, filled_rms = _fill_missing(grid_bg), _fill_missing(grid_rms)
-    wy = _interpolation_matrix(data.shape[0], filled_bg.shape[0], grid)
-    wx = _interpolation_matrix(data.shape[1], filled_bg.shape[1], grid)
-    wy, wx = wy.astype(np.float32), wx.astype(np.float32)
-    bg = wy @ (filled_bg.astype(np.float32) @ wx.T)
-    rms = wy @ (filled_rms.astype(np.float32) @ wx.T)
+    bg = _interpolate(filled_bg, data.shape, grid)
+    rms = _interpolate(filled_rms, data.shape, grid)
     blank = ~np.isfinite(data)
     if blank.any():
         bg[blank] = np.nan

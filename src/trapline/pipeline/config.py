@@ -64,6 +64,7 @@ class ForcedSection:
 class NewSourceSection:
     margin_sigma: float = 1.0
     depth_nside: int = 0
+    depth_cell_beams: float = 2.0
 
 
 @dataclass
@@ -128,8 +129,9 @@ HELP: dict[str, dict[str, str]] = {
     },
     "new_source": {
         "margin_sigma": "a new source must exceed the earlier limit by this many rms",
-        "depth_nside": "HEALPix nside of the map of earlier detection limits (0: cells about "
-                       "a beam across, from the first image)",
+        "depth_nside": "HEALPix nside of the map of earlier detection limits (0: from the "
+                       "first image's beam and depth_cell_beams)",
+        "depth_cell_beams": "with depth_nside 0: depth cells are at most this many beams across",
     },
     "variability": {
         "eta_threshold": "variable candidate when eta is above this ...",

@@ -37,7 +37,8 @@ class Pipeline:
     def __init__(self, config: PipelineConfig | None = None):
         self.config = config or PipelineConfig()
         self.sky = SkyModel()
-        self.depth = DepthMap(self.config.new_source.depth_nside)
+        self.depth = DepthMap(self.config.new_source.depth_nside,
+                              self.config.new_source.depth_cell_beams)
         self.bands = BandAssigner(self.config.image.band_tolerance_hz)
         self.rms_history = RmsHistory(self.config.quality)
         self.n_forks = 0

@@ -2,7 +2,7 @@
 
 A new detection without counterpart is only a transient candidate if earlier images
 covering its position were deep enough to have seen it. Keeping, per HEALPix cell
-(about a beam across) and band, the lowest and highest earlier limit (detection_sigma
+(one or two beams across) and band, the lowest and highest earlier limit (detection_sigma
 x local rms) makes that check O(1) per detection, however many images came before.
 
 Cells get a slot in dense arrays the first time an image covers them, and each
@@ -27,11 +27,13 @@ from trapline.pipeline.records import DepthUpdates
 WRITE_TOLERANCE = 0.01
 
 
-def nside_for_beam(bmaj_deg: float) -> int:
-    """Smallest power-of-two nside whose cells are no larger than the beam."""
+def nside_for_beam(bmaj_deg: float, beams_per_cell: float = 2.0) -> int:
+    """Smallest power-of-two nside whose cells are no larger than ``beams_per_cell``
+    beams: fine enough to follow the rms map (itself smooth over a background cell of
+    many beams) and to reach within a beam of the image edge."""
     cell_deg = math.sqrt(4 * math.pi / 12) * 180 / math.pi  # nside 1
     nside = 1
-    while cell_deg / nside > bmaj_deg and nside < 2**20:
+    while cell_deg / nside > beams_per_cell * bmaj_deg and nside < 2**20:
         nside *= 2
     return nside
 
@@ -48,10 +50,12 @@ class Footprint:
 class DepthMap:
     """Best and worst earlier detection limit (Jy/beam) per band and HEALPix cell.
 
-    ``nside`` 0 picks it from the first image's beam (:func:`nside_for_beam`)."""
+    ``nside`` 0 picks it from the first image's beam: cells at most ``cell_beams``
+    beams across (:func:`nside_for_beam`)."""
 
-    def __init__(self, nside: int = 0):
+    def __init__(self, nside: int = 0, cell_beams: float = 2.0):
         self.nside = nside
+        self.cell_beams = cell_beams
         self.healpix = HEALPix(nside=nside, order="nested") if nside else None
         self._slot_of: dict[int, int] = {}
         self._cells = np.zeros(0, dtype=np.int64)
@@ -62,7 +66,7 @@ class DepthMap:
 
     def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
         if self.healpix is None:
-            self.nside = nside_for_beam(bmaj_deg)
+            self.nside = nside_for_beam(bmaj_deg, self.cell_beams)
             self.healpix = HEALPix(nside=self.nside, order="nested")
         return self.healpix
 

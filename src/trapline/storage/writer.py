@@ -11,13 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Table, func
+from sqlalchemy import Connection, Table, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trapline.pipeline.records import ImageResult
 from trapline.storage import models, pgcopy
 from trapline.storage.healpix import healpix_index
-from trapline.storage.rows import image_row, measurement_columns, to_rows
+from trapline.storage.rows import image_row, measurement_columns, to_rows, to_tuples
 
 IMAGE = models.Image.__table__
 SOURCE = models.Source.__table__
@@ -35,6 +35,10 @@ def _insert(conn: Connection, table: Table):
     if dialect == "sqlite":
         return sqlite.insert(table)
     raise NotImplementedError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+# From this many rows on, SQLite upserts bypass SQLAlchemy's per-row parameter handling.
+BULK_MIN_ROWS = 200
 
 
 def _use_copy(conn: Connection, n: int) -> bool:
@@ -94,6 +98,14 @@ def upsert(
         return
     stmt = _insert(conn, table)
     stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=update(stmt.excluded))
+    if conn.dialect.name == "sqlite" and n >= BULK_MIN_ROWS:
+        # Compile once, then hand plain tuples to the driver: SQLAlchemy's per-row
+        # parameter processing costs ~5 us a row, the driver's executemany ~1 us.
+        compiled = stmt.values({name: bindparam(name) for name in columns}).compile(
+            dialect=conn.dialect)
+        order = compiled.positiontup or list(columns)
+        conn.exec_driver_sql(str(compiled), to_tuples({name: columns[name] for name in order}))
+        return
     conn.execute(stmt, to_rows(columns))
 
 

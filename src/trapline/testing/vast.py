@@ -214,6 +214,9 @@ def config_from_vast(vast: dict[str, dict[str, object]]) -> PipelineConfig:
     config.association.position_sys_err_beams = 0.0  # VAST adds only the fixed error
     config.extraction.detection_sigma = float(vast["new_sources"]["min_sigma"])
     config.new_source.margin_sigma = 0.0
+    # VAST reads the noise map at the source's own pixel: the finest depth cells come
+    # closest (a beam across).
+    config.new_source.depth_cell_beams = 1.0
     config.run.workers = 1
     return config
 
