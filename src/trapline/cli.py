@@ -14,7 +14,7 @@ import sys
 
 from trapline.errors import TraplineError
 
-COMMANDS = ["demo", "simulate", "extract", "run", "export", "compact", "config", "db"]
+COMMANDS = ["demo", "simulate", "extract", "run", "listen", "export", "compact", "config", "db"]
 
 
 def build_parser() -> argparse.ArgumentParser:

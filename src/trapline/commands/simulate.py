@@ -15,11 +15,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     d = _DEFAULTS
     parser.add_argument(
         "out_dir",
+        nargs="?",
         metavar="OUT_DIR",
         help="directory for the FITS images (epochNNNN_bandN.fits), truth.csv and sources.csv; "
         "created if missing, files of the same name are overwritten",
     )
-    # Room for a --stream HOST:PORT output next to OUT_DIR (not implemented here).
+    s = parser.add_argument_group("streaming (instead of OUT_DIR; see 'trapline listen')")
+    s.add_argument("--stream", metavar="HOST:PORT", help="send the images to a listener")
+    s.add_argument(
+        "--stream-format",
+        choices=("gijs", "fits"),
+        default="gijs",
+        help="wire format: AARTFAAC 512-byte header or plain FITS (default gijs)",
+    )
+    s.add_argument(
+        "--stream-cadence-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="seconds between timesteps sent (default: --cadence-s; 0: at once)",
+    )
     g = parser.add_argument_group("observation")
     g.add_argument("--seed", type=int, default=d.seed, help="random seed (default %(default)s)")
     g.add_argument("--epochs", type=int, default=d.epochs, help="time steps (default %(default)s)")
@@ -205,6 +220,21 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    if args.stream:
+        from trapline.stream import parse_address, send_series, simulated_timesteps
+
+        host, port = parse_address(args.stream)
+        cadence = config.cadence_s if args.stream_cadence_s is None else args.stream_cadence_s
+        try:
+            n = send_series(host, port, simulated_timesteps(config), args.stream_format, cadence)
+        except OSError as exc:
+            print(f"trapline simulate: error: cannot stream to {host}:{port}: {exc}")
+            return 1
+        print(f"simulate: sent {n} images to {host}:{port} ({args.stream_format})")
+        return 0
+    if not args.out_dir:
+        print("trapline simulate: error: give OUT_DIR or --stream HOST:PORT")
+        return 2
     files = write_series(config, args.out_dir)
     print(
         f"simulate: wrote {len(files.images)} images ({config.epochs} epoch(s) x "

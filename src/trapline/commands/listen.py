@@ -1,0 +1,148 @@
+"""``trapline listen --db URL``: the pipeline on images streamed live by imagers."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+
+HELP = "Receive images live from imagers over TCP and run the pipeline on them."
+
+log = logging.getLogger(__name__)
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="accept imagers on this TCP port (default 6666 unless --connect is given; "
+        "0: any free port)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default %(default)s; 0.0.0.0 for all)",
+    )
+    p.add_argument(
+        "--connect",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="HOST:PORT",
+        help="imagers to connect to (client mode), reconnecting with backoff",
+    )
+    p.add_argument(
+        "--db", default=None, help="SQLAlchemy URL or SQLite file (default: trapline.sqlite here)"
+    )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE.toml",
+        help="pipeline configuration file (see 'trapline config --defaults')",
+    )
+    p.add_argument(
+        "--bands",
+        type=int,
+        default=0,
+        metavar="N",
+        help="images per timestep (one per band); a timestep is processed once "
+        "all have arrived (default 0: unknown, always wait --max-wait-s)",
+    )
+    p.add_argument(
+        "--max-wait-s",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="longest wait for a timestep's missing bands (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-queue",
+        type=int,
+        default=8,
+        metavar="N",
+        help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="serve Prometheus metrics at http://HOST:P/metrics",
+    )
+    p.add_argument(
+        "--metrics-every-s",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="log the counters every S seconds (default %(default)s; 0: never)",
+    )
+    p.add_argument(
+        "--max-image-mb",
+        type=float,
+        default=1024.0,
+        metavar="MB",
+        help="largest pixel payload accepted per image (default %(default)s)",
+    )
+    p.add_argument(
+        "--duration-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after S seconds (tests, demos); default: until interrupted",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from trapline.errors import ConfigError
+    from trapline.image import Beam
+    from trapline.pipeline.config import load_config
+    from trapline.stream import Limits, Listener, PipelineProcessor, StreamConfig, parse_address
+
+    config = load_config(args.config)
+    port = args.port if args.port is not None else (None if args.connect else 6666)
+    try:
+        stream = StreamConfig(
+            host=args.host,
+            port=port,
+            connect=[parse_address(a) for a in args.connect],
+            bands=args.bands,
+            max_wait_s=args.max_wait_s,
+            max_queue=args.max_queue,
+            limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
+            metrics_port=args.metrics_port,
+            log_every_s=args.metrics_every_s,
+        )
+    except ConfigError as exc:
+        print(f"trapline listen: error: {exc}")
+        return 2
+    beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
+    processor = PipelineProcessor(args.db, config)
+    listener = Listener(stream, processor, beam)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, listener.stop)
+        task = asyncio.create_task(listener.run(args.duration_s))
+        started = asyncio.create_task(listener.started.wait())
+        await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+        if not listener.started.is_set():
+            started.cancel()
+            await task  # raises what stopped it
+        where = [f"{stream.host}:{p}" for p in listener.ports] + list(args.connect)
+        print(f"trapline listen: receiving on {', '.join(where)}", flush=True)
+        await task
+
+    asyncio.run(main())
+    if processor.runner is not None:
+        print(processor.runner.summary.report())
+    print("stream: " + json.dumps(listener.metrics.as_dict(), sort_keys=True))
+    failed = listener.metrics.processing_errors or (
+        processor.runner is not None and processor.runner.summary.storage_errors
+    )
+    return 1 if failed else 0

@@ -1,0 +1,80 @@
+"""Counters of the stream listener: a dataclass, as a dict, a log line and Prometheus text."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StreamMetrics:
+    """What the listener received, decoded, rejected, dropped and processed.
+
+    ``rejected`` counts messages and images refused, by reason (protocol errors such as
+    ``truncated`` or ``oversized``, and image errors such as ``no_wcs``); ``dropped``
+    counts images lost after decoding, by reason (``queue_full``, ``late``,
+    ``duplicate``). Nothing is discarded without being counted here and logged.
+    """
+
+    connections_opened: int = 0
+    connections_closed: int = 0
+    connection_errors: int = 0
+    bytes_received: int = 0
+    messages_received: int = 0
+    images_decoded: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    dropped: Counter = field(default_factory=Counter)
+    timesteps_complete: int = 0
+    timesteps_partial: int = 0
+    timesteps_dropped: int = 0
+    timesteps_processed: int = 0
+    images_processed: int = 0
+    processing_errors: int = 0
+    queue_depth: int = 0
+
+    @property
+    def connections_active(self) -> int:
+        return self.connections_opened - self.connections_closed
+
+    def as_dict(self) -> dict:
+        """A flat, JSON-friendly snapshot."""
+        out: dict = {}
+        for name, value in vars(self).items():
+            out[name] = dict(value) if isinstance(value, Counter) else value
+        out["connections_active"] = self.connections_active
+        return out
+
+    def log_line(self) -> str:
+        d = self
+        rej = sum(d.rejected.values())
+        drop = sum(d.dropped.values())
+        text = (
+            f"stream: {d.connections_active} connection(s), {d.messages_received} messages, "
+            f"{d.images_decoded} images decoded, {rej} rejected, {drop} dropped; "
+            f"timesteps {d.timesteps_complete} complete, {d.timesteps_partial} partial, "
+            f"{d.timesteps_processed} processed; queue {d.queue_depth}"
+        )
+        if rej:
+            text += "; rejected " + ", ".join(f"{k} {v}" for k, v in sorted(d.rejected.items()))
+        if drop:
+            text += "; dropped " + ", ".join(f"{k} {v}" for k, v in sorted(d.dropped.items()))
+        return text
+
+    def prometheus(self, prefix: str = "trapline_stream") -> str:
+        """The counters in the Prometheus text exposition format (version 0.0.4)."""
+        lines: list[str] = []
+
+        def emit(name: str, kind: str, value, labels: str = "") -> None:
+            lines.append(f"{prefix}_{name}{labels} {value}")
+
+        gauges = {"queue_depth", "connections_active"}
+        for name, value in self.as_dict().items():
+            kind = "gauge" if name in gauges else "counter"
+            metric = name if kind == "gauge" else f"{name}_total"
+            lines.append(f"# TYPE {prefix}_{metric} {kind}")
+            if isinstance(value, dict):
+                for reason, count in sorted(value.items()):
+                    emit(metric, kind, count, f'{{reason="{reason}"}}')
+            else:
+                emit(metric, kind, value)
+        return "\n".join(lines) + "\n"
