@@ -202,10 +202,14 @@ class Listener:
 
 
 class PipelineProcessor:
-    """The default processing: measure and store every image of a timestep with the
-    pipeline's :class:`~trapline.pipeline.runner.Runner` (lowest frequency first).
+    """The default processing: measure the bands of a timestep in parallel worker
+    processes (``config.run.workers``, 0 = one per core), then decide and store them in
+    order with the pipeline's :class:`~trapline.pipeline.runner.Runner` (lowest frequency
+    first).
 
     The store is opened in the processing thread (``open()``) and closed by ``close()``.
+    ``latencies_s`` holds, per timestep, the time from its first image's arrival to its
+    last image stored (the assembler's monotonic clock).
     """
 
     def __init__(self, db_url: str | None, config=None):
@@ -215,15 +219,22 @@ class PipelineProcessor:
         self.config = config or PipelineConfig()
         self.store = None
         self.runner = None
+        self.pool = None
         self.seconds = 0.0
+        self.latencies_s: list[float] = []
 
     def open(self) -> None:
-        from trapline.pipeline.runner import Runner
+        from concurrent.futures import ProcessPoolExecutor
+
+        from trapline.pipeline.runner import Runner, _init_worker, default_workers
         from trapline.storage import Store
 
         self.store = Store(self.db_url)
         self.store.upgrade()
         self.runner = Runner(self.store, self.config)
+        workers = self.config.run.workers or default_workers()
+        if workers > 1:
+            self.pool = ProcessPoolExecutor(workers, initializer=_init_worker)
 
     def __call__(self, step: Timestep) -> None:
         from trapline.pipeline.measure import measure
@@ -231,12 +242,22 @@ class PipelineProcessor:
         if self.runner is None:
             self.open()
         start = time.perf_counter()
-        for image in step.images:
-            self.runner.process_one(measure(image, self.config))  # type: ignore[union-attr]
+        if self.pool is not None and len(step.images) > 1:
+            measured = [f.result() for f in [self.pool.submit(measure, image, self.config)
+                                             for image in step.images]]
+        else:
+            measured = [measure(image, self.config) for image in step.images]
+        for m in measured:
+            self.runner.process_one(m)  # type: ignore[union-attr]
         self.seconds += time.perf_counter() - start
         self.runner.summary.seconds = self.seconds  # type: ignore[union-attr]
+        if step.first_seen:
+            self.latencies_s.append(time.monotonic() - step.first_seen)
 
     def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None
         if self.runner is not None:
             sky = self.runner.pipeline.sky.sources
             self.runner.summary.n_sources = int((~sky.is_monitor).sum())
