@@ -201,3 +201,11 @@ def test_compact_command_and_api(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
     bad.write_text("[lightcurves]\ntiers = [[60, 600], [0, 0]]\n")
     assert main(["compact", "--db", url, "--config", str(bad)]) == 2
+
+
+def test_rebinning_a_source_without_bins(store):
+    """Nothing compacted yet: asked for a coarser resolution, the raw points are binned."""
+    points = fill(store, n_sources=1, bands=1)
+    with store.engine.connect() as conn:
+        lc = lightcurve(conn, 1, resolution_s=600)
+    assert set(lc.resolution_s) == {600.0} and lc.n.sum() == len(points)

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 
@@ -109,11 +109,33 @@ def measured_stream(sources: Iterable[str | Image], config: PipelineConfig,
 class Runner:
     """Couples the in-memory pipeline with a store, resuming from what it holds."""
 
-    def __init__(self, store, config: PipelineConfig | None = None):
+    def __init__(self, store, config: PipelineConfig | None = None, broker=None,
+                 plugins: Sequence = (), write_locally: bool = True):
+        """``broker``: where results are published (default: the embedded one);
+        ``plugins``: more consumers fed in this process after each image;
+        ``write_locally`` False when a DB-writer plug-in consumes the broker elsewhere."""
+        from trapline.channels import MemoryBroker
+        from trapline.plugins import PluginHost
+        from trapline.plugins.compactor import Compactor
+        from trapline.plugins.dbwriter import DBWriter
+
         self.store = store
         self.config = config or PipelineConfig()
         self.pipeline = Pipeline(self.config)
         self.summary = RunSummary()
+        self.broker = broker or MemoryBroker()
+        self.writer = DBWriter(store=store) if write_locally else None
+        self.compactor = Compactor(store=store, config=self.config) if write_locally else None
+        local = [p for p in (self.writer, self.compactor) if p is not None]
+        # max_deliveries=1: a storage error is logged and counted, as before (the
+        # store already retries transient errors with backoff).
+        self.host = PluginHost(self.broker, [*local, *plugins], consumer="runner",
+                               db_url=str(store.url), max_deliveries=1)
+        # The embedded broker carries only what is consumed here; a shared one, all.
+        from trapline.channels.publish import DEFAULT_CHANNELS
+
+        self.channels = (DEFAULT_CHANNELS if broker is not None else
+                         {c for p in self.host.plugins for c in p.channels})
         # Monitoring positions new to this run: stored once their source row exists,
         # that is with the first accepted image (the monitor table refers to it).
         self._new_monitors: list[tuple[str, float, float, int]] = []
@@ -184,28 +206,28 @@ class Runner:
 
     def process_one(self, measured: Measured) -> ImageResult | None:
         """Decide and store one image; an image already stored is skipped untouched."""
-        from trapline.storage.errors import StorageError
-
         if self.store.has_image(measured.record.image_key):
             self.summary.skipped += 1
             return None
         result = self.pipeline.process(measured)
-        try:
-            self.store.write(result, state=self.state_values())
-            self._images_stored += 1
-            if result.image.accepted:
-                while self._new_monitors:
-                    self.store.write_monitor(*self._new_monitors[0])
-                    self._new_monitors.pop(0)
-        except StorageError as exc:
-            # The in-memory state moved on; what could not be stored is logged, not lost
-            # silently. (A later run re-processes images that were not stored.)
-            log.error("could not store %s: %s", result.image.path, exc)
-            self.summary.storage_errors += 1
+        from trapline.channels import publish_result
+        from trapline.plugins.dbwriter import STATE_HEADER
+
+        before = self.writer.written if self.writer else 0
+        failures = self.host.failures
+        publish_result(self.broker, result, channels=self.channels,
+                       headers={STATE_HEADER: json.dumps(self.state_values())})
+        self.host.drain()
+        if self.writer is not None:
+            self.summary.storage_errors += self.host.failures - failures
+            if self.writer.written > before:
+                self._images_stored += 1
+                if result.image.accepted:
+                    while self._new_monitors:
+                        self.store.write_monitor(*self._new_monitors[0])
+                        self._new_monitors.pop(0)
+            self.summary.compacted = self.compactor.rows_deleted
         self.summary.add(result)
-        every = self.config.lightcurves.compact_every_images
-        if every and self._images_stored and self._images_stored % every == 0:
-            self.compact_once()
         return result
 
     def compact_once(self) -> None:

@@ -42,7 +42,12 @@ def _bins(conn: Connection, source_id: int, band: int | None) -> pd.DataFrame:
     stmt = select(*cols).where(B.source_id == int(source_id))
     if band is not None:
         stmt = stmt.where(B.band == int(band))
-    return pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in cols])
+    frame = pd.DataFrame(conn.execute(stmt).all(), columns=[c.key for c in cols])
+    # An empty result has object columns: give every column its numeric type.
+    return frame.astype({c: np.int64 if c in _INTEGER else np.float64 for c in frame.columns})
+
+
+_INTEGER = ("source_id", "band", "n", "n_blind", "n_forced", "n_monitor")
 
 
 def _bin_points(bins: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,42 @@
+"""Publish/subscribe channels between the pipeline's stages and its plug-ins.
+
+``open_broker(None)`` is the embedded in-process broker; ``open_broker("redis://...")``
+the Redis Streams broker shared between processes and machines.
+"""
+
+from __future__ import annotations
+
+from trapline.channels.base import (
+    ALERTS,
+    CANDIDATES,
+    CHANNELS,
+    DEADLETTER,
+    DETECTIONS,
+    IMAGES,
+    MEASUREMENTS,
+    RESULTS,
+    Broker,
+    Message,
+    Pending,
+    Undecodable,
+)
+from trapline.channels.memory import MemoryBroker
+from trapline.channels.publish import ImageColumns, publish_result
+
+__all__ = [
+    "ALERTS", "CANDIDATES", "CHANNELS", "DEADLETTER", "DETECTIONS", "IMAGES", "MEASUREMENTS",
+    "RESULTS", "Broker", "ImageColumns", "MemoryBroker", "Message", "Pending", "Undecodable",
+    "open_broker", "publish_result",
+]
+
+
+def open_broker(url: str | None = None, **options) -> Broker:
+    """A broker from a URL: None or ``memory://`` embedded, ``redis://`` or
+    ``rediss://`` Redis Streams (``options`` go to the broker's constructor)."""
+    if url is None or url.startswith("memory:"):
+        return MemoryBroker(**options)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from trapline.channels.redis import RedisBroker
+
+        return RedisBroker(url, **options)
+    raise ValueError(f"unknown broker URL {url!r}: use memory:// or redis://host:port/db")
