@@ -14,7 +14,9 @@ import sys
 
 from trapline.errors import TraplineError
 
-COMMANDS = ["demo", "simulate", "extract", "run", "listen", "export", "compact", "config", "db"]
+COMMANDS = [
+    "demo", "simulate", "extract", "run", "listen", "serve", "export", "compact", "config", "db",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

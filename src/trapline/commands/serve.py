@@ -1,0 +1,45 @@
+"""``trapline serve --db URL``: the web interface and JSON API of a stored run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from trapline.errors import TraplineError
+
+HELP = "Serve the web interface and JSON API of a stored run (FastAPI, 127.0.0.1 by default)."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL",
+                   help="database: SQLAlchemy URL or SQLite file (default trapline.sqlite here)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--token", default=None,
+                   help="token needed to change the monitoring list (default: the "
+                        "TRAPLINE_TOKEN environment variable; none: read only)")
+    p.add_argument("--log-level", default="info",
+                   choices=["critical", "error", "warning", "info", "debug"],
+                   help="server log level (default info)")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from trapline.web import create_app
+    except ImportError as exc:
+        raise TraplineError(
+            f"the web interface needs extra packages ({exc.name} is missing): "
+            "pip install 'trapline[web]'") from None
+    from trapline.storage import default_url
+
+    token = args.token or os.environ.get("TRAPLINE_TOKEN") or None
+    app = create_app(args.db or default_url(), token, use_env_token=False)
+    where = f"http://{args.host}:{args.port}/"
+    writes = "monitoring list writable with the token" if token else "read only (no token)"
+    print(f"trapline serve: {where} ({writes})", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    return 0

@@ -1,0 +1,106 @@
+"""The application factory: ``create_app(url, token)`` -> a FastAPI (ASGI) app.
+
+The app reads the run through one SQLAlchemy engine (the storage models, read only)
+and writes only the monitoring list, through :class:`trapline.storage.Store`, and
+only with the configured token. Static files (Plotly's JavaScript from the installed
+``plotly`` package, the style sheet) are served locally: pages never load anything
+from the internet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from trapline.storage.engine import describe, make_engine, normalise_url
+from trapline.web.formats import SuffixFormatMiddleware
+
+HERE = Path(__file__).parent
+TOKEN_ENV = "TRAPLINE_TOKEN"
+
+
+@dataclass
+class Settings:
+    """What the views need: the engine, the URL (for the writer) and the token."""
+
+    url: URL
+    engine: Engine
+    token: str | None
+    title: str = "Trapline"
+    _store: object | None = None
+
+    def store(self):
+        """The writer for the monitoring list (created on first use)."""
+        if self._store is None:
+            from trapline.storage import Store
+
+            self._store = Store(self.url)
+        return self._store
+
+    def close(self) -> None:
+        self.engine.dispose()
+        if self._store is not None:
+            self._store.close()
+
+
+def plotly_js() -> Path | None:
+    """``plotly.min.js`` shipped inside the installed plotly package, if any."""
+    try:
+        import plotly
+    except ImportError:
+        return None
+    path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    return path if path.exists() else None
+
+
+def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool = True) -> FastAPI:
+    """The web application on the run at ``url`` (SQLAlchemy URL or SQLite file).
+
+    ``token``: needed for writes (monitoring list); None falls back to the environment
+    variable ``TRAPLINE_TOKEN`` (unless ``use_env_token`` is False); without a token
+    every write is refused."""
+    from trapline.web import views
+
+    if token is None and use_env_token:
+        token = os.environ.get(TOKEN_ENV) or None
+    url = normalise_url(url)
+    settings = Settings(url=url, engine=make_engine(url, must_exist=True), token=token)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        settings.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="Trapline",
+        summary="Web interface and JSON API of a stored Trapline run",
+        description=(
+            f"Run: {describe(url)}. Every HTML page has a JSON twin (`?format=json` or the "
+            "same path with a `.json` suffix); tables also as CSV (`?format=csv`, `.csv`)."
+        ),
+        version="1",
+        docs_url=None,  # Swagger UI and ReDoc load their JavaScript from a CDN:
+        redoc_url=None,  # /api lists the endpoints instead, from /openapi.json.
+    )
+    app.state.settings = settings
+    app.state.templates = Jinja2Templates(directory=str(HERE / "templates"))
+    app.state.templates.env.globals.update(views.template_globals(settings))
+    app.state.templates.env.filters.update(views.template_filters())
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    js = plotly_js()
+    if js is not None:
+        app.mount("/vendor", StaticFiles(directory=str(js.parent)), name="vendor")
+    app.state.has_plotly = js is not None
+    app.add_middleware(SuffixFormatMiddleware)
+    app.include_router(views.router)
+    return app

@@ -1,0 +1,146 @@
+/* Plots of the Trapline web interface (Plotly, served from the installed package). */
+"use strict";
+const trapline = (() => {
+  const BAND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                        "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+  const KIND_SYMBOL = {blind: "circle", forced: "triangle-up-open", monitor: "diamond-open",
+                       bin: "square"};
+  const hasPlotly = () => typeof Plotly !== "undefined";
+  const colour = (band) => BAND_COLOURS[band % BAND_COLOURS.length];
+  const noPlot = (id) => {
+    const el = document.getElementById(id);
+    if (el) { el.innerHTML = "<p class='muted'>Plots need the plotly package on the server.</p>"; }
+  };
+  const groupBy = (rows, key) => rows.reduce((acc, r) => {
+    (acc[key(r)] = acc[key(r)] || []).push(r); return acc; }, {});
+  const layout = (extra) => Object.assign({margin: {l: 60, r: 20, t: 10, b: 50},
+                                           legend: {orientation: "h"}}, extra);
+  const config = {responsive: true, displaylogo: false};
+
+  function overviewPlots(images, idImages, idRms) {
+    if (!hasPlotly()) { noPlot(idImages); noPlot(idRms); return; }
+    const traces = [], rms = [];
+    const byBand = groupBy(images, (r) => r.band);
+    for (const [band, rows] of Object.entries(byBand)) {
+      for (const ok of [true, false]) {
+        const sel = rows.filter((r) => r.accepted === ok && r.time);
+        if (!sel.length) continue;
+        traces.push({x: sel.map((r) => r.time), y: sel.map(() => Number(band)), mode: "markers",
+                     type: "scattergl", name: `band ${band} ${ok ? "accepted" : "rejected"}`,
+                     marker: {color: ok ? colour(band) : "#c0392b", symbol: ok ? "circle" : "x",
+                              size: ok ? 7 : 10},
+                     text: sel.map((r) => `image ${r.image_id}` +
+                                          (r.reject_reason ? `: ${r.reject_reason}` : "")),
+                     customdata: sel.map((r) => r.image_id)});
+      }
+      const good = rows.filter((r) => r.rms !== null && r.time);
+      rms.push({x: good.map((r) => r.time), y: good.map((r) => r.rms), mode: "lines+markers",
+                type: "scattergl", name: `band ${band}`, marker: {color: colour(band), size: 5},
+                customdata: good.map((r) => r.image_id)});
+    }
+    Plotly.newPlot(idImages, traces, layout({yaxis: {title: {text: "band"}, dtick: 1},
+                                             xaxis: {title: {text: "time (UTC)"}}}), config);
+    Plotly.newPlot(idRms, rms, layout({yaxis: {title: {text: "rms (Jy/beam)"}, type: "log"},
+                                       xaxis: {title: {text: "time (UTC)"}}}), config);
+    for (const id of [idImages, idRms]) {
+      document.getElementById(id).on("plotly_click", (ev) => {
+        const p = ev.points[0]; if (p && p.customdata) window.location = `/images/${p.customdata}`;
+      });
+    }
+  }
+
+  function lightcurvePlot(points, id, fluxSelect) {
+    if (!hasPlotly()) { noPlot(id); return; }
+    const draw = () => {
+      const f = fluxSelect ? fluxSelect.value : "int";
+      const traces = [];
+      const groups = groupBy(points, (p) => `${p.band}|${p.kind}`);
+      for (const [key, rows] of Object.entries(groups)) {
+        const [band, kind] = key.split("|");
+        traces.push({
+          x: rows.map((p) => p.time), y: rows.map((p) => p[`${f}_flux`]),
+          error_y: {type: "data", array: rows.map((p) => p[`${f}_flux_err`]), visible: true,
+                    thickness: 1},
+          mode: "markers", type: "scatter", name: `band ${band} ${kind}`,
+          marker: {color: colour(Number(band)), symbol: KIND_SYMBOL[kind] || "circle", size: 8},
+          text: rows.map((p) => p.resolution_s > 0 ?
+                         `bin ${p.resolution_s} s, ${p.n} points` : kind),
+        });
+      }
+      Plotly.react(id, traces, layout({
+        xaxis: {title: {text: "time (UTC)"}},
+        yaxis: {title: {text: f === "int" ? "integrated flux (Jy)" : "peak flux (Jy/beam)"}}}), config);
+    };
+    draw();
+    if (fluxSelect) fluxSelect.addEventListener("change", draw);
+  }
+
+  function etavPage(ids) {
+    const el = (k) => document.getElementById(ids[k]);
+    const highlight = Number(new URLSearchParams(window.location.search).get("highlight"));
+    let data = null;
+    const params = () => {
+      const q = new URLSearchParams();
+      if (el("band").value !== "") q.set("band", el("band").value);
+      q.set("eta", el("eta").value || "10"); q.set("v", el("v").value || "0.3");
+      return q;
+    };
+    const redraw = () => {
+      if (!data) return;
+      const eta = Number(el("eta").value), v = Number(el("v").value);
+      const above = [];
+      const colours = data.eta.map((e, i) => {
+        const hit = e >= eta && data.v[i] >= v;
+        if (hit) above.push(i);
+        return hit ? "#d62728" : "#1f77b4";
+      });
+      el("count").textContent = `${data.eta.length} points, ${above.length} above both thresholds`;
+      const rows = above.sort((a, b) => data.eta[b] - data.eta[a]).slice(0, 200).map((i) =>
+        `<tr><td><a href="/sources/${data.source_id[i]}">${data.source_id[i]}</a></td>` +
+        `<td>${data.band[i]}</td><td>${data.eta[i].toPrecision(3)}</td>` +
+        `<td>${data.v[i].toPrecision(3)}</td><td>${data.n[i]}</td></tr>`);
+      el("table").querySelector("tbody").innerHTML = rows.join("");
+      if (!hasPlotly()) { noPlot(ids.plot); return; }
+      const traces = [{
+        x: data.eta, y: data.v, mode: "markers", type: "scattergl", name: "sources",
+        customdata: data.source_id, marker: {size: 5, color: colours, opacity: 0.75},
+        text: data.source_id.map((s, i) => `source ${s}, band ${data.band[i]}, n ${data.n[i]}`),
+        hovertemplate: "%{text}<br>η %{x:.3g}, V %{y:.3g}<extra></extra>"}];
+      const hi = data.source_id.map((s, i) => (s === highlight ? i : -1)).filter((i) => i >= 0);
+      if (hi.length) {
+        traces.push({x: hi.map((i) => data.eta[i]), y: hi.map((i) => data.v[i]), type: "scattergl",
+                     mode: "markers", name: `source ${highlight}`, customdata: hi.map(() => highlight),
+                     marker: {size: 14, color: "rgba(0,0,0,0)", line: {color: "#000", width: 2}}});
+      }
+      const shapes = [
+        {type: "line", xref: "x", yref: "paper", x0: eta, x1: eta, y0: 0, y1: 1,
+         line: {color: "#d62728", dash: "dash"}},
+        {type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: v, y1: v,
+         line: {color: "#d62728", dash: "dash"}}];
+      Plotly.react(ids.plot, traces, layout({
+        xaxis: {title: {text: "η (integrated flux)"}, type: "log"},
+        yaxis: {title: {text: "V (integrated flux)"}, type: "log"}, shapes, hovermode: "closest"}),
+        config);
+      const plot = document.getElementById(ids.plot);
+      if (!plot.dataset.bound) {
+        plot.dataset.bound = "1";
+        plot.on("plotly_click", (ev) => {
+          const p = ev.points[0]; if (p) window.location = `/sources/${p.customdata}`;
+        });
+      }
+      const url = new URL(window.location);
+      url.search = params().toString() + (highlight ? `&highlight=${highlight}` : "");
+      window.history.replaceState(null, "", url);
+    };
+    const load = () => {
+      const q = params(); q.set("format", "json");
+      fetch(`/etav?${q}`).then((r) => r.json()).then((d) => { data = d; redraw(); });
+    };
+    el("band").addEventListener("change", load);
+    el("eta").addEventListener("input", redraw);
+    el("v").addEventListener("input", redraw);
+    load();
+  }
+
+  return {overviewPlots, lightcurvePlot, etavPage};
+})();
