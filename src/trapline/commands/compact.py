@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import time
 
+from trapline.commands import add_config_option, add_db_option
+
 HELP = "Compact old lightcurve points into coarser time bins (incremental, safe to interrupt)."
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None, help="SQLAlchemy URL or SQLite file")
-    p.add_argument("--config", default=None, metavar="FILE.toml",
-                   help="configuration file with the [lightcurves] ladder")
+    add_db_option(p)
+    add_config_option(p)
     p.add_argument("--passes", type=int, default=None,
                    help="stop after this many passes (default: until nothing is left)")
     p.add_argument("--now-mjd", type=float, default=None,

@@ -9,6 +9,8 @@ import json
 import logging
 import signal
 
+from trapline.commands import add_config_option, add_db_option
+
 HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
 log = logging.getLogger(__name__)
@@ -35,15 +37,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT",
         help="imagers to connect to (client mode), reconnecting with backoff",
     )
-    p.add_argument(
-        "--db", default=None, help="SQLAlchemy URL or SQLite file (default: trapline.sqlite here)"
-    )
-    p.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE.toml",
-        help="pipeline configuration file (see 'trapline config --defaults')",
-    )
+    add_db_option(p)
+    add_config_option(p)
     p.add_argument(
         "--bands",
         type=int,

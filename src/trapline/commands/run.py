@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from trapline.commands import add_config_option, add_db_option
+
 HELP = "Run the pipeline over images (files, folders, globs) into a database."
 
 
@@ -14,15 +16,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="IMAGES_OR_FOLDERS",
         help="FITS files, CASA images, folders (searched recursively) or globs",
     )
-    p.add_argument(
-        "--db", default=None, help="SQLAlchemy URL or SQLite file (default: trapline.sqlite here)"
-    )
-    p.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE.toml",
-        help="configuration file (see 'trapline config --defaults')",
-    )
+    add_db_option(p)
+    add_config_option(p)
     p.add_argument(
         "--workers",
         type=int,
