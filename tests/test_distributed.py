@@ -44,3 +44,45 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
     with pytest.raises(TraplineError, match="Dask scheduler"):
         run_files([str(files.out_dir)], f"sqlite:///{tmp_path / 'x.sqlite'}",
                   scheduler="tcp://127.0.0.1:1")
+
+
+def _listen(db, sim, scheduler=None):
+    import asyncio
+
+    from trapline.stream.config import StreamConfig
+    from trapline.stream.listener import Listener, PipelineProcessor
+    from trapline.stream.sender import send_timesteps, simulated_timesteps
+
+    async def main():
+        processor = PipelineProcessor(str(db), scheduler=scheduler)
+        listener = Listener(StreamConfig(port=0, bands=2, log_every_s=0), processor)
+        task = asyncio.create_task(listener.run())
+        await listener.started.wait()
+        sent = await send_timesteps("127.0.0.1", listener.ports[0],
+                                    simulated_timesteps(sim), "gijs")
+        for _ in range(600):
+            if listener.metrics.images_processed == sent:
+                break
+            await asyncio.sleep(0.05)
+        listener.stop()
+        return await task
+
+    return asyncio.run(main())
+
+
+def test_listen_measures_on_dask_workers(tmp_path):
+    """The stream listener with --scheduler: images measured on the cluster, decided and
+    stored here, with the lightcurves of the embedded listener."""
+    sim = SimulationConfig(seed=3, epochs=3, bands=2, size=128, n_steady=5, n_variable=0,
+                           n_transient=0, n_fading=0)
+    embedded = _listen(tmp_path / "embedded.sqlite", sim)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = _listen(tmp_path / "dask.sqlite", sim, cluster.scheduler_address)
+    assert on_dask.images_processed == embedded.images_processed == 6
+    assert not on_dask.processing_errors
+    a = trapline.api.open(str(tmp_path / "embedded.sqlite"))
+    b = trapline.api.open(str(tmp_path / "dask.sqlite"))
+    assert len(b.sources()) > 0
+    pd.testing.assert_frame_equal(a.sources(), b.sources())
+    pd.testing.assert_frame_equal(a.variability(), b.variability())

@@ -62,6 +62,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
     )
     p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="Dask distributed scheduler: measure the images on its workers",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         default=None,
@@ -115,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"trapline listen: error: {exc}")
         return 2
     beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
-    processor = PipelineProcessor(args.db, config)
+    processor = PipelineProcessor(args.db, config, scheduler=args.scheduler)
     listener = Listener(stream, processor, beam)
 
     async def main() -> None:

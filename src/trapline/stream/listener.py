@@ -212,14 +212,16 @@ class PipelineProcessor:
     last image stored (the assembler's monotonic clock).
     """
 
-    def __init__(self, db_url: str | None, config=None):
+    def __init__(self, db_url: str | None, config=None, scheduler: str | None = None):
         from trapline.pipeline.config import PipelineConfig
 
         self.db_url = db_url
         self.config = config or PipelineConfig()
+        self.scheduler = scheduler
         self.store = None
         self.runner = None
         self.pool = None
+        self.client = None
         self.seconds = 0.0
         self.latencies_s: list[float] = []
 
@@ -232,6 +234,12 @@ class PipelineProcessor:
         self.store = Store(self.db_url)
         self.store.upgrade()
         self.runner = Runner(self.store, self.config)
+        if self.scheduler:
+            from trapline.pipeline.distributed import connect
+
+            self.client, _ = connect(self.scheduler)
+            self.pool = self.client.get_executor()
+            return
         workers = self.config.run.workers or default_workers()
         if workers > 1:
             self.pool = ProcessPoolExecutor(workers, initializer=_init_worker)
@@ -242,7 +250,7 @@ class PipelineProcessor:
         if self.runner is None:
             self.open()
         start = time.perf_counter()
-        if self.pool is not None and len(step.images) > 1:
+        if self.pool is not None and (len(step.images) > 1 or self.client is not None):
             measured = [f.result() for f in [self.pool.submit(measure, image, self.config)
                                              for image in step.images]]
         else:
@@ -255,6 +263,9 @@ class PipelineProcessor:
             self.latencies_s.append(time.monotonic() - step.first_seen)
 
     def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = self.pool = None
         if self.pool is not None:
             self.pool.shutdown()
             self.pool = None
