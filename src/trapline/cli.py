@@ -15,7 +15,8 @@ import sys
 from trapline.errors import TraplineError
 
 COMMANDS = [
-    "demo", "simulate", "extract", "run", "listen", "serve", "export", "compact", "config", "db",
+    "demo", "simulate", "extract", "run", "listen", "consume", "serve", "export", "compact",
+    "config", "db",
 ]
 
 

@@ -32,11 +32,20 @@ __all__ = [
 
 def open_broker(url: str | None = None, **options) -> Broker:
     """A broker from a URL: None or ``memory://`` embedded, ``redis://`` or
-    ``rediss://`` Redis Streams (``options`` go to the broker's constructor)."""
+    ``rediss://`` Redis Streams, ``?prefix=NAME`` naming its streams (``options`` go to
+    the broker's constructor)."""
     if url is None or url.startswith("memory:"):
         return MemoryBroker(**options)
     if url.startswith(("redis://", "rediss://", "unix://")):
+        from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
         from trapline.channels.redis import RedisBroker
 
+        # ``?prefix=NAME`` names the streams (several pipelines on one server).
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query))
+        if "prefix" in query:
+            options.setdefault("prefix", query.pop("prefix"))
+            url = urlunsplit(parts._replace(query=urlencode(query)))
         return RedisBroker(url, **options)
     raise ValueError(f"unknown broker URL {url!r}: use memory:// or redis://host:port/db")

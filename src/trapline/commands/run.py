@@ -26,6 +26,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="Dask distributed scheduler: measure images on its workers")
+    p.add_argument("--broker", default=None, metavar="URL",
+                   help="publish every channel on this broker (e.g. redis://127.0.0.1:6379/0) "
+                        "for plug-ins run with 'trapline consume'")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -40,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config.run.workers = args.workers
     summary = run_files(args.inputs, args.db, config, progress=not args.no_progress,
-                        scheduler=args.scheduler)
+                        scheduler=args.scheduler, broker=args.broker)
     print(summary.report())
     return 1 if summary.storage_errors else 0

@@ -255,9 +255,10 @@ def tiers_of(config: PipelineConfig) -> list:
 
 def run_files(inputs: list[str], db_url: str | None = None,
               config: PipelineConfig | None = None, progress: bool = False,
-              scheduler: str | None = None) -> RunSummary:
+              scheduler: str | None = None, broker: str | None = None) -> RunSummary:
     """Run the pipeline over image files/folders/globs into a database (default SQLite).
-    With ``scheduler`` (a Dask distributed address) the measuring runs on its workers."""
+    With ``scheduler`` (a Dask distributed address) the measuring runs on its workers;
+    with ``broker`` (e.g. ``redis://``) every channel is published there too."""
     from trapline.pipeline.ingest import find_images
     from trapline.storage import Store
 
@@ -265,7 +266,13 @@ def run_files(inputs: list[str], db_url: str | None = None,
     paths = sort_by_time(paths)
     with Store(db_url) as store:
         store.upgrade()
-        return Runner(store, config).run(paths, progress=progress, scheduler=scheduler)
+        shared = None
+        if broker:
+            from trapline.channels import open_broker
+
+            shared = open_broker(broker)
+        return Runner(store, config, broker=shared).run(paths, progress=progress,
+                                                       scheduler=scheduler)
 
 
 def sort_by_time(paths: list[str]) -> list[str]:

@@ -1,0 +1,72 @@
+"""``trapline consume --broker URL --plugin NAME ...``: run plug-ins on a shared broker."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from trapline.commands import add_db_option
+
+HELP = "Run plug-ins (alerter, dbwriter, parquet, compactor, your own) on a shared broker."
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--broker", required=True, metavar="URL",
+                   help="the broker the pipeline publishes to, e.g. redis://127.0.0.1:6379/0")
+    p.add_argument("--plugin", action="append", required=True, metavar="NAME[:KEY=VALUE,...]",
+                   help="plug-in by entry-point name or dotted path, with options; repeatable")
+    p.add_argument("--consumer", default="consumer-1",
+                   help="consumer name: the same name resumes what a stopped one left")
+    add_db_option(p)
+    p.add_argument("--once", action="store_true",
+                   help="process what is waiting, then exit (default: run until interrupted)")
+
+
+def parse_plugin(spec: str) -> tuple[str, dict[str, object]]:
+    """``name:key=value,key=value`` into the name and its options (numbers as numbers)."""
+    name, _, rest = spec.partition(":")
+    options: dict[str, object] = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"plug-in option {item!r} is not KEY=VALUE")
+        for cast in (int, float):
+            try:
+                options[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[key] = value
+    return name, options
+
+
+def run(args: argparse.Namespace) -> int:
+    from trapline.channels import open_broker
+    from trapline.plugins import PluginHost
+    from trapline.plugins.base import load_plugin
+
+    plugins = []
+    for spec in args.plugin:
+        try:
+            name, options = parse_plugin(spec)
+            if args.db and name in ("dbwriter", "alerter") and "url" not in options:
+                options["url"] = args.db
+            plugins.append(load_plugin(name, **options))
+        except (LookupError, ValueError, TypeError, ImportError) as exc:
+            print(f"trapline consume: error: {exc}")
+            return 2
+    broker = open_broker(args.broker)
+    with PluginHost(broker, plugins, consumer=args.consumer, db_url=args.db) as host:
+        if args.once:
+            handled = host.drain()
+        else:
+            stop = threading.Event()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, lambda *_: stop.set())
+            host.run(stop)
+            handled = None
+    if handled is not None:
+        print(f"{handled} messages handled by {', '.join(p.name for p in plugins)}")
+    return 1 if host.failures else 0
