@@ -3,8 +3,9 @@
 A sender process (``trapline simulate --stream``, rendering images on the fly) sends
 1024x1024 images in 2 bands at 2 timesteps per second in the AARTFAAC wire format to a
 Listener in this process, which measures the bands in parallel worker processes and
-decides and stores in order (SQLite). Reported: sustained rate against the offered
-rate, p50/p99 latency from a timestep's first image arriving to its last image stored,
+decides and stores in order (SQLite), with the alerter plug-in publishing alerts.
+Reported: sustained rate against the offered rate, p50/p99 latency from a timestep's
+first image arriving to its last image stored and to its first alert published,
 dropped images, and the queue depth over time (growth means falling behind).
 
 The sender shares the machine's two cores with the pipeline (a real imager is another
@@ -36,8 +37,10 @@ from trapline.stream.listener import Listener, PipelineProcessor  # noqa: E402
 
 
 async def run(args, db_url: str) -> dict:
+    from trapline.plugins.alerter import Alerter
+
     config = PipelineConfig()
-    processor = PipelineProcessor(db_url, config)
+    processor = PipelineProcessor(db_url, config, plugins=[Alerter()])
     listener = Listener(StreamConfig(host="127.0.0.1", port=0, bands=args.bands,
                                      max_wait_s=2.0, max_queue=args.max_queue), processor)
     task = asyncio.create_task(listener.run())
@@ -70,6 +73,8 @@ async def run(args, db_url: str) -> dict:
     return {"epochs": epochs, "sent_s": sent_s, "done_s": done_s, "first_s": first or 0.0,
             "metrics": metrics,
             "latencies": processor.latencies_s, "depth": depth,
+            "alert_latencies": processor.alert_latencies_s,
+            "alerts": processor.plugins[0].published,
             "processing_s": processor.seconds}
 
 
@@ -98,6 +103,7 @@ def main() -> int:
     half = len(depths) // 2
     growth = (depths[half:].mean() - depths[:half].mean()) if half else 0.0
     p99 = float(np.percentile(lat, 99)) if len(lat) else float("nan")
+    alat = np.array(out["alert_latencies"])
     rows = [
         ["images offered / processed / dropped",
          f"{offered} / {processed} / {sum(m.dropped.values())}", ""],
@@ -108,6 +114,10 @@ def main() -> int:
         ["latency arrival -> stored, p50",
          f"{statistics.median(lat):.2f} s" if len(lat) else "-", ""],
         ["latency arrival -> stored, p99", f"{p99:.2f} s", mark(p99 < 1.0)],
+        ["alerts published (alerter plug-in, in-process)", f"{out['alerts']}", ""],
+        ["latency arrival -> alert published, p50 / p99",
+         f"{np.median(alat):.2f} s / {np.percentile(alat, 99):.2f} s" if len(alat) else "-",
+         mark(len(alat) > 0 and np.percentile(alat, 99) < 1.0)],
         ["queue depth: max, mean first half -> second half",
          f"{depths.max() if len(depths) else 0}, {depths[:half].mean() if half else 0:.1f} -> "
          f"{depths[half:].mean() if half else 0:.1f}", mark(growth <= 1.0)],

@@ -21,3 +21,28 @@ def add_config_option(p: argparse.ArgumentParser) -> None:
         metavar="FILE.toml",
         help="pipeline configuration file (see 'trapline config --defaults')",
     )
+
+
+def add_plugin_option(p: argparse.ArgumentParser) -> None:
+    """``--plugin``: plug-ins fed in this process after each image."""
+    p.add_argument("--plugin", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="run this plug-in in-process (entry-point name or dotted path, with "
+                        "options), e.g. alerter or parquet:directory=archive; repeatable")
+
+
+def load_plugin_specs(specs: list[str], db_url: str | None = None) -> list:
+    """Plug-ins from ``--plugin`` specs; the database URL goes to those that take one."""
+    from trapline.commands.consume import parse_plugin
+    from trapline.errors import TraplineError
+    from trapline.plugins.base import load_plugin
+
+    plugins = []
+    for spec in specs:
+        try:
+            name, options = parse_plugin(spec)
+            if db_url and name in ("dbwriter", "alerter") and "url" not in options:
+                options["url"] = db_url
+            plugins.append(load_plugin(name, **options))
+        except (LookupError, ValueError, TypeError, ImportError) as exc:
+            raise TraplineError(f"plug-in {spec!r}: {exc}") from exc
+    return plugins

@@ -44,19 +44,10 @@ def parse_plugin(spec: str) -> tuple[str, dict[str, object]]:
 
 def run(args: argparse.Namespace) -> int:
     from trapline.channels import open_broker
+    from trapline.commands import load_plugin_specs
     from trapline.plugins import PluginHost
-    from trapline.plugins.base import load_plugin
 
-    plugins = []
-    for spec in args.plugin:
-        try:
-            name, options = parse_plugin(spec)
-            if args.db and name in ("dbwriter", "alerter") and "url" not in options:
-                options["url"] = args.db
-            plugins.append(load_plugin(name, **options))
-        except (LookupError, ValueError, TypeError, ImportError) as exc:
-            print(f"trapline consume: error: {exc}")
-            return 2
+    plugins = load_plugin_specs(args.plugin, args.db)
     broker = open_broker(args.broker)
     with PluginHost(broker, plugins, consumer=args.consumer, db_url=args.db) as host:
         if args.once:

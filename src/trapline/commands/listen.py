@@ -9,7 +9,7 @@ import json
 import logging
 import signal
 
-from trapline.commands import add_config_option, add_db_option
+from trapline.commands import add_config_option, add_db_option, add_plugin_option
 
 HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
@@ -61,6 +61,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
     )
+    add_plugin_option(p)
     p.add_argument(
         "--scheduler",
         default=None,
@@ -121,7 +122,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"trapline listen: error: {exc}")
         return 2
     beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
-    processor = PipelineProcessor(args.db, config, scheduler=args.scheduler)
+    from trapline.commands import load_plugin_specs
+
+    processor = PipelineProcessor(args.db, config, scheduler=args.scheduler,
+                                  plugins=load_plugin_specs(args.plugin, args.db))
     listener = Listener(stream, processor, beam)
 
     async def main() -> None:

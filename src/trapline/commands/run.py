@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from trapline.commands import add_config_option, add_db_option
+from trapline.commands import add_config_option, add_db_option, add_plugin_option
 
 HELP = "Run the pipeline over images (files, folders, globs) into a database."
 
@@ -29,10 +29,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=None, metavar="URL",
                    help="publish every channel on this broker (e.g. redis://127.0.0.1:6379/0) "
                         "for plug-ins run with 'trapline consume'")
+    add_plugin_option(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from trapline.commands import load_plugin_specs
     from trapline.pipeline.config import load_config
     from trapline.pipeline.runner import run_files
 
@@ -43,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         config.run.workers = args.workers
     summary = run_files(args.inputs, args.db, config, progress=not args.no_progress,
-                        scheduler=args.scheduler, broker=args.broker)
+                        scheduler=args.scheduler, broker=args.broker,
+                        plugins=load_plugin_specs(args.plugin, args.db))
     print(summary.report())
     return 1 if summary.storage_errors else 0

@@ -255,10 +255,12 @@ def tiers_of(config: PipelineConfig) -> list:
 
 def run_files(inputs: list[str], db_url: str | None = None,
               config: PipelineConfig | None = None, progress: bool = False,
-              scheduler: str | None = None, broker: str | None = None) -> RunSummary:
+              scheduler: str | None = None, broker: str | None = None,
+              plugins: Sequence = ()) -> RunSummary:
     """Run the pipeline over image files/folders/globs into a database (default SQLite).
     With ``scheduler`` (a Dask distributed address) the measuring runs on its workers;
-    with ``broker`` (e.g. ``redis://``) every channel is published there too."""
+    with ``broker`` (e.g. ``redis://``) every channel is published there too;
+    ``plugins`` are fed in this process after each image."""
     from trapline.pipeline.ingest import find_images
     from trapline.storage import Store
 
@@ -271,8 +273,8 @@ def run_files(inputs: list[str], db_url: str | None = None,
             from trapline.channels import open_broker
 
             shared = open_broker(broker)
-        return Runner(store, config, broker=shared).run(paths, progress=progress,
-                                                       scheduler=scheduler)
+        runner = Runner(store, config, broker=shared, plugins=plugins)
+        return runner.run(paths, progress=progress, scheduler=scheduler)
 
 
 def sort_by_time(paths: list[str]) -> list[str]:

@@ -209,21 +209,26 @@ class PipelineProcessor:
 
     The store is opened in the processing thread (``open()``) and closed by ``close()``.
     ``latencies_s`` holds, per timestep, the time from its first image's arrival to its
-    last image stored (the assembler's monotonic clock).
+    last image stored (the assembler's monotonic clock); ``alert_latencies_s`` the time
+    from arrival to the first alert published by a plug-in (``plugins``, e.g. the
+    alerter), for timesteps that raised one.
     """
 
-    def __init__(self, db_url: str | None, config=None, scheduler: str | None = None):
+    def __init__(self, db_url: str | None, config=None, scheduler: str | None = None,
+                 plugins=()):
         from trapline.pipeline.config import PipelineConfig
 
         self.db_url = db_url
         self.config = config or PipelineConfig()
         self.scheduler = scheduler
+        self.plugins = list(plugins)
         self.store = None
         self.runner = None
         self.pool = None
         self.client = None
         self.seconds = 0.0
         self.latencies_s: list[float] = []
+        self.alert_latencies_s: list[float] = []
 
     def open(self) -> None:
         from concurrent.futures import ProcessPoolExecutor
@@ -233,7 +238,7 @@ class PipelineProcessor:
 
         self.store = Store(self.db_url)
         self.store.upgrade()
-        self.runner = Runner(self.store, self.config)
+        self.runner = Runner(self.store, self.config, plugins=self.plugins)
         if self.scheduler:
             from trapline.pipeline.distributed import connect
 
@@ -255,12 +260,19 @@ class PipelineProcessor:
                                              for image in step.images]]
         else:
             measured = [measure(image, self.config) for image in step.images]
+        alerts = self._alerts_published()
         for m in measured:
             self.runner.process_one(m)  # type: ignore[union-attr]
+            if step.first_seen and self._alerts_published() > alerts:
+                alerts = self._alerts_published()
+                self.alert_latencies_s.append(time.monotonic() - step.first_seen)
         self.seconds += time.perf_counter() - start
         self.runner.summary.seconds = self.seconds  # type: ignore[union-attr]
         if step.first_seen:
             self.latencies_s.append(time.monotonic() - step.first_seen)
+
+    def _alerts_published(self) -> int:
+        return sum(getattr(p, "published", 0) for p in self.plugins)
 
     def close(self) -> None:
         if self.client is not None:
