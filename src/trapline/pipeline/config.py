@@ -88,6 +88,8 @@ class LightcurvesSection:
 class RunSection:
     workers: int = 0
     max_in_flight: int = 4
+    partition_nside: int = 0
+    partition_margin_deg: float = 0.5
 
 
 HELP: dict[str, dict[str, str]] = {
@@ -149,6 +151,10 @@ HELP: dict[str, dict[str, str]] = {
     "run": {
         "workers": "extraction worker processes (0: one per core, 1: in this process)",
         "max_in_flight": "images read and extracted ahead of association, per worker",
+        "partition_nside": "associate in independent sky partitions (HEALPix tiles at this "
+                           "nside, a power of two; 0: one sky model)",
+        "partition_margin_deg": "overlap of the partitions (deg): more than the association "
+                                "radius plus a few beams",
     },
 }
 
@@ -261,6 +267,10 @@ def _check(c: PipelineConfig) -> None:
          "[lightcurves] compact_every_images must be >= 0")
     need(c.run.workers >= 0, "[run] workers must be >= 0")
     need(c.run.max_in_flight >= 1, "[run] max_in_flight must be >= 1")
+    p = c.run.partition_nside
+    need(p == 0 or (p & (p - 1) == 0 and p <= 1024),
+         "[run] partition_nside must be 0 or a power of two up to 1024")
+    need(c.run.partition_margin_deg > 0, "[run] partition_margin_deg must be > 0")
 
 
 def _check_tiers(tiers: list) -> None:

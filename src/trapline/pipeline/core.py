@@ -56,8 +56,12 @@ class Pipeline:
 
     # -- one image -------------------------------------------------------------------
 
-    def process(self, measured: Measured) -> ImageResult:
-        """Decide everything about one measured image, in time order."""
+    def process(self, measured: Measured, id_base: int | None = None) -> ImageResult:
+        """Decide everything about one measured image, in time order.
+
+        ``id_base``: new sources get ``id_base`` plus the index of their detection in
+        the image's whole catalogue (``extraction.detection_index`` when the catalogue
+        is a part of it), so sky partitions give a source the same id everywhere."""
         record = measured.record
         if not record.accepted or measured.extraction is None:
             return ImageResult(record)
@@ -90,7 +94,13 @@ class Pipeline:
         old_rows = assoc.source_row[old]
         self.sky.update_positions(old_rows, cat.ra_deg[old], cat.dec_deg[old], ra_err[old],
                                   dec_err[old])
-        new_rows = self.sky.add(cat.ra_deg[new], cat.dec_deg[new], ra_err[new], dec_err[new], t)
+        ids = None
+        if id_base is not None:
+            index = getattr(ex, "detection_index", None)
+            index = np.arange(len(cat)) if index is None else index
+            ids = id_base + index[new]
+        new_rows = self.sky.add(cat.ra_deg[new], cat.dec_deg[new], ra_err[new], dec_err[new], t,
+                                source_ids=ids)
         bstate = self.sky.band(band)
         det_rows = assoc.source_row.copy()
         det_rows[new] = new_rows
@@ -152,6 +162,19 @@ class Pipeline:
         )
 
     # -- stages ----------------------------------------------------------------------
+
+    def owned_sources(self, nside: int, tile: int) -> np.ndarray:
+        """Ids of the blind sources whose position lies in HEALPix (nested) ``tile``."""
+        from astropy import units as u
+        from astropy.coordinates import Latitude, Longitude
+        from astropy_healpix import HEALPix
+
+        s = self.sky.sources
+        if not len(self.sky):
+            return np.zeros(0, dtype=np.int64)
+        tiles = HEALPix(nside=nside, order="nested").lonlat_to_healpix(
+            Longitude(s.ra * u.deg), Latitude(s.dec * u.deg))
+        return s.source_id[(np.asarray(tiles) == tile) & ~s.is_monitor]
 
     def _forced(self, ex, rows: np.ndarray, kind: int) -> tuple[Measurements, np.ndarray]:
         s = self.sky.sources

@@ -121,7 +121,14 @@ class Runner:
 
         self.store = store
         self.config = config or PipelineConfig()
-        self.pipeline = Pipeline(self.config)
+        run = self.config.run
+        if run.partition_nside:
+            from trapline.pipeline.partition import PartitionedPipeline
+
+            self.pipeline = PartitionedPipeline(self.config, run.partition_nside,
+                                                run.partition_margin_deg)
+        else:
+            self.pipeline = Pipeline(self.config)
         self.summary = RunSummary()
         self.broker = broker or MemoryBroker()
         self.writer = DBWriter(store=store) if write_locally else None
@@ -143,10 +150,18 @@ class Runner:
         self._restore()
 
     def _restore(self) -> None:
+        from trapline.pipeline.monitor import monitor_positions
         from trapline.pipeline.resume import restore
 
-        restore(self.pipeline, self.store.load_state())
-        from trapline.pipeline.monitor import monitor_positions
+        state = self.store.load_state()
+        if not isinstance(self.pipeline, Pipeline):
+            if len(state.sources) or monitor_positions(self.config.forced):
+                from trapline.errors import ConfigError
+
+                raise ConfigError("[run] partition_nside: sky partitions start from an empty "
+                                  "database and take no monitoring list (not implemented yet)")
+            return
+        restore(self.pipeline, state)
 
         known = {(round(float(r), 7), round(float(d), 7)) for r, d in zip(
             self.pipeline.sky.sources.ra[self.pipeline.sky.sources.is_monitor],
@@ -159,6 +174,8 @@ class Runner:
 
     def state_values(self) -> dict[str, str]:
         p = self.pipeline
+        if not isinstance(p, Pipeline):
+            return {"config": json.dumps(self.config.to_dict())}
         return {"next_source_id": str(p.sky.next_id),
                 "depth_nside": str(p.depth.nside),
                 "band_centres_hz": json.dumps(p.bands.centres),
@@ -177,6 +194,8 @@ class Runner:
 
             client, workers = connect(scheduler)
             executor = client.get_executor()
+            if not isinstance(self.pipeline, Pipeline):
+                self.pipeline.use_client(client)
         elif workers > 1 and len(sources) > 1:
             executor = ProcessPoolExecutor(workers, initializer=_init_worker)
         else:
@@ -193,6 +212,7 @@ class Runner:
                 self.process_one(measured)
                 if bar is not None:
                     bar.update(1)
+            self.summary.n_sources = self._n_sources()  # while partition actors live
         finally:
             if client is not None:
                 client.close()
@@ -201,8 +221,12 @@ class Runner:
             if bar is not None:
                 bar.close()
         self.summary.seconds += time.perf_counter() - start
-        self.summary.n_sources = int((~self.pipeline.sky.sources.is_monitor).sum())
         return self.summary
+
+    def _n_sources(self) -> int:
+        if isinstance(self.pipeline, Pipeline):
+            return int((~self.pipeline.sky.sources.is_monitor).sum())
+        return len(self.pipeline.owned_source_ids())
 
     def process_one(self, measured: Measured) -> ImageResult | None:
         """Decide and store one image; an image already stored is skipped untouched."""
