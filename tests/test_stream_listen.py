@@ -344,3 +344,30 @@ def test_client_mode_connects_and_reconnects_with_backoff():
     collect = asyncio.run(main())
     assert [s.n_bands for s in collect.steps[:2]] == [2, 2]
     assert collect.steps[0].time_mjd < collect.steps[1].time_mjd
+
+
+def test_stage_latencies_are_timed_and_exported():
+    """Per-stage times of every processed timestep: in the metrics, the log line and the
+    Prometheus text (summaries with quantiles); a 0.3 s processing shows as such."""
+    sim = SimulationConfig(
+        seed=1, size=32, epochs=3, bands=1, n_steady=1, n_variable=0, n_transient=0, n_fading=0
+    )
+
+    async def main():
+        collect = Collect(delay_s=0.3)
+        listener = Listener(StreamConfig(port=0, bands=1, log_every_s=0), collect)
+        task = await started(listener)
+        sent = await send_timesteps("127.0.0.1", listener.ports[0], simulated_timesteps(sim),
+                                    cadence_s=0.5)
+        await until(lambda: listener.metrics.images_processed == sent)
+        listener.stop()
+        return await task
+
+    metrics = asyncio.run(main())
+    assert metrics.stage_count["processing"] == metrics.stage_count["latency"] == 3
+    assert 0.3 <= metrics.quantile("processing", 0.5) < 1.0
+    assert metrics.quantile("latency", 0.99) >= metrics.quantile("processing", 0.5)
+    text = metrics.prometheus()
+    assert 'trapline_stream_processing_seconds{quantile="0.99"}' in text
+    assert "trapline_stream_latency_seconds_count 3" in text
+    assert "latency p50" in metrics.log_line()

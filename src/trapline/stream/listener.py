@@ -178,9 +178,16 @@ class Listener:
     async def _process(self, loop: asyncio.AbstractEventLoop, step: Timestep) -> None:
         # Deadlines keep running while the worker is busy: a timer polls the assembler.
         ticker = asyncio.create_task(self._tick_while_busy())
+        start = time.monotonic()
+        if step.first_seen:
+            self.metrics.observe("wait", start - step.first_seen)
         try:
             await loop.run_in_executor(self._executor, self.process, step)
             self.metrics.images_processed += step.n_bands
+            done = time.monotonic()
+            self.metrics.observe("processing", done - start)
+            if step.first_seen:
+                self.metrics.observe("latency", done - step.first_seen)
         except Exception:  # noqa: BLE001 - one bad timestep must not stop the listener
             self.metrics.processing_errors += 1
             log.exception("stream: processing the timestep at MJD %.6f failed", step.time_mjd)

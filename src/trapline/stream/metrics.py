@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
+
+import numpy as np
+
+# Stages timed per timestep (seconds): waiting for its bands and in the queue,
+# processing (measure, decide, store), and the whole way from arrival to stored.
+STAGES = ("wait", "processing", "latency")
+RECENT = 1000  # quantiles over the last this many timesteps
 
 
 @dataclass
@@ -31,6 +38,21 @@ class StreamMetrics:
     images_processed: int = 0
     processing_errors: int = 0
     queue_depth: int = 0
+    stage_seconds: Counter = field(default_factory=Counter)
+    stage_count: Counter = field(default_factory=Counter)
+    _recent: dict = field(default_factory=lambda: {s: deque(maxlen=RECENT) for s in STAGES},
+                          repr=False)
+
+    def observe(self, stage: str, seconds: float) -> None:
+        """Time one timestep spent in a stage."""
+        self.stage_seconds[stage] += seconds
+        self.stage_count[stage] += 1
+        self._recent[stage].append(seconds)
+
+    def quantile(self, stage: str, q: float) -> float:
+        """Quantile (0-1) of a stage's recent times, NaN before any."""
+        recent = self._recent.get(stage)
+        return float(np.quantile(np.fromiter(recent, float), q)) if recent else float("nan")
 
     @property
     def connections_active(self) -> int:
@@ -40,7 +62,12 @@ class StreamMetrics:
         """A flat, JSON-friendly snapshot."""
         out: dict = {}
         for name, value in vars(self).items():
+            if name.startswith("_") or name.startswith("stage_"):
+                continue
             out[name] = dict(value) if isinstance(value, Counter) else value
+        for stage in STAGES:
+            out[f"{stage}_p50_s"] = self.quantile(stage, 0.5)
+            out[f"{stage}_p99_s"] = self.quantile(stage, 0.99)
         out["connections_active"] = self.connections_active
         return out
 
@@ -54,6 +81,9 @@ class StreamMetrics:
             f"timesteps {d.timesteps_complete} complete, {d.timesteps_partial} partial, "
             f"{d.timesteps_processed} processed; queue {d.queue_depth}"
         )
+        if self.stage_count["latency"]:
+            text += (f"; latency p50 {self.quantile('latency', 0.5):.2f} s, "
+                     f"p99 {self.quantile('latency', 0.99):.2f} s")
         if rej:
             text += "; rejected " + ", ".join(f"{k} {v}" for k, v in sorted(d.rejected.items()))
         if drop:
@@ -68,7 +98,18 @@ class StreamMetrics:
             lines.append(f"{prefix}_{name}{labels} {value}")
 
         gauges = {"queue_depth", "connections_active"}
+        for stage in STAGES:
+            metric = f"{stage}_seconds"
+            lines.append(f"# TYPE {prefix}_{metric} summary")
+            for q in (0.5, 0.99):
+                value = self.quantile(stage, q)
+                if value == value:  # not NaN
+                    emit(metric, "summary", value, f'{{quantile="{q}"}}')
+            emit(f"{metric}_sum", "summary", self.stage_seconds[stage])
+            emit(f"{metric}_count", "summary", self.stage_count[stage])
         for name, value in self.as_dict().items():
+            if name.endswith(("_p50_s", "_p99_s")):
+                continue
             kind = "gauge" if name in gauges else "counter"
             metric = name if kind == "gauge" else f"{name}_total"
             lines.append(f"# TYPE {prefix}_{metric} {kind}")
