@@ -91,3 +91,22 @@ def test_listen_feeds_in_process_plugins(tmp_path):
     assert plugins[0].published == len(candidates)
     assert 0 < len(processor.alert_latencies_s) <= 6
     assert all(0 <= s < 30 for s in processor.alert_latencies_s)
+
+
+def test_plugins_from_the_configuration(tmp_path):
+    """[[plugins]] tables in the TOML configuration run in the pipeline's process."""
+    archive = tmp_path / "archive"
+    config = tmp_path / "run.toml"
+    config.write_text(f'[run]\nworkers = 1\n[[plugins]]\nname = "parquet"\n'
+                      f'directory = "{archive}"\n')
+    files = write_series(SimulationConfig(seed=6, epochs=3, bands=1, size=128, n_steady=4,
+                                          n_variable=0, n_transient=0, n_fading=0),
+                         tmp_path / "series")
+    db = f"sqlite:///{tmp_path / 'run.sqlite'}"
+    assert main(["run", str(files.out_dir), "--db", db, "--config", str(config),
+                 "--no-progress"]) == 0
+    archived = pd.concat(pd.read_parquet(p) for p in archive.rglob("*.parquet"))
+    assert len(archived) == len(trapline.api.open(db).measurements()) > 0
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[plugins]]\ndirectory = 'x'\n")
+    assert main(["run", str(files.out_dir), "--db", db, "--config", str(bad)]) == 2

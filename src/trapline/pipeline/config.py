@@ -184,6 +184,8 @@ class PipelineConfig:
     variability: VariabilitySection = field(default_factory=VariabilitySection)
     lightcurves: LightcurvesSection = field(default_factory=LightcurvesSection)
     run: RunSection = field(default_factory=RunSection)
+    # [[plugins]] tables: name (entry point) or path (dotted), plus the plug-in's options.
+    plugins: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,6 +220,13 @@ def config_from_dict(data: dict[str, Any]) -> PipelineConfig:
     """Validate a parsed TOML document into a PipelineConfig."""
     config = PipelineConfig()
     for section, values in data.items():
+        if section == "plugins":
+            if not isinstance(values, list) or not all(
+                    isinstance(v, dict) and ("name" in v or "path" in v) for v in values):
+                raise ConfigError("[[plugins]] entries need a name (entry point) or a path "
+                                  "(module:attribute), plus the plug-in's options")
+            config.plugins = [dict(v) for v in values]
+            continue
         if section not in SECTIONS:
             raise ConfigError(
                 f"unknown section [{section}]; sections are: {', '.join(SECTIONS)}"
@@ -315,6 +324,9 @@ def defaults_toml() -> str:
             value = getattr(cls(), f.name)
             lines.append(f"# {HELP[section][f.name]}")
             lines.append(f"{f.name} = {_toml_value(value)}")
+    lines.append("\n# Plug-ins fed in the pipeline's process after each image (none by default):")
+    lines.append("# [[plugins]]\n# name = \"alerter\"\n# [[plugins]]\n"
+                 "# name = \"parquet\"\n# directory = \"archive\"")
     return "\n".join(lines) + "\n"
 
 

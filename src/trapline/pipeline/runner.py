@@ -130,6 +130,10 @@ class Runner:
         else:
             self.pipeline = Pipeline(self.config)
         self.summary = RunSummary()
+        if self.config.plugins:
+            from trapline.plugins.base import load_plugins
+
+            plugins = [*plugins, *load_plugins(self.config.plugins)]
         self.broker = broker or MemoryBroker()
         self.writer = DBWriter(store=store) if write_locally else None
         self.compactor = Compactor(store=store, config=self.config) if write_locally else None
