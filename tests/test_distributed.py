@@ -135,3 +135,22 @@ def test_sky_partitions_as_actors_on_a_dask_cluster(tmp_path):
     assert summary.accepted == len(files.images)
     assert summary.n_sources == len(trapline.api.open(single).sources())
     assert _curves(parted) == _curves(single)
+
+
+def test_sky_partitions_resume(tmp_path):
+    """Half the images, stop, the rest in a new run, in partitions: the lightcurves of
+    one uninterrupted single-sky-model run."""
+    sim = SimulationConfig(seed=9, epochs=6, bands=1, size=384, pixel_arcsec=30,
+                           n_steady=40, n_variable=4, n_transient=3, n_fading=1)
+    files = write_series(sim, tmp_path / "series")
+    paths = sorted(str(p) for p in files.images)
+    single, parted = (f"sqlite:///{tmp_path / n}" for n in ("single.sqlite", "parts.sqlite"))
+    config = PipelineConfig()
+    config.run.workers = 1
+    run_files(paths, single, config)
+    config.run.partition_nside = 32
+    run_files(paths[:3], parted, config)
+    run_files(paths[3:], parted, config)
+    assert _curves(parted) == _curves(single)
+    a, b = trapline.api.open(single).candidates(), trapline.api.open(parted).candidates()
+    assert sorted(zip(a.kind, a.time, strict=True)) == sorted(zip(b.kind, b.time, strict=True))

@@ -163,6 +163,19 @@ class Pipeline:
 
     # -- stages ----------------------------------------------------------------------
 
+    def restore(self, state) -> None:
+        """Rebuild from a stored state (see :mod:`trapline.pipeline.resume`)."""
+        from trapline.pipeline.resume import restore
+
+        restore(self, state)
+
+    def state_values(self) -> dict[str, str]:
+        """Run-state values stored with every image, for resuming."""
+        import json
+
+        return {"next_source_id": str(self.sky.next_id), "depth_nside": str(self.depth.nside),
+                "band_centres_hz": json.dumps(self.bands.centres)}
+
     def owned_sources(self, nside: int, tile: int) -> np.ndarray:
         """Ids of the blind sources whose position lies in HEALPix (nested) ``tile``."""
         from astropy import units as u

@@ -53,6 +53,7 @@ class PartitionedPipeline:
         self.client = None
         self._footprints: dict[tuple, np.ndarray] = {}
         self._depth_healpix: HEALPix | None = None
+        self._stored = None  # state to give partitions created after a resume
 
     def use_client(self, client) -> None:
         """Run the partitions as actors on a Dask distributed cluster (each keeps its
@@ -101,14 +102,50 @@ class PartitionedPipeline:
             else:
                 pipeline = Pipeline(self.config)
             self.partitions[tile] = pipeline
+            if self._stored is not None:
+                _wait(pipeline.restore(self._tile_state(tile)))
         return pipeline
+
+    def restore(self, state) -> None:
+        """Resume from a stored run: each partition gets the sources in its tile and
+        margin, their sums, the depth map and the run-state values, when it is created."""
+        self.sequence = int(state.values.get("partition_sequence", 0))
+        if not len(state.sources) and not len(state.depth):
+            return
+        self._stored = state
+        src = state.sources
+        near = self.tiles_near(src.ra, src.dec) if len(src) else []
+        self._stored_near = near
+        for tile in np.unique(np.concatenate(near)) if near else []:
+            self._partition(int(tile))
+
+    def _tile_state(self, tile: int):
+        from trapline.storage.state import StoredState
+
+        state = self._stored
+        src = state.sources
+        mask = np.array([tile in t for t in self._stored_near], dtype=bool)
+        ids = src.source_id[mask] if len(src) else np.zeros(0, dtype=np.int64)
+        stats = state.statistics
+        keep = np.isin(stats.source_id, ids) if len(stats) else np.zeros(0, dtype=bool)
+        return StoredState(sources=_select(src, mask) if len(src) else src,
+                           statistics=_select(stats, keep) if len(stats) else stats,
+                           depth=state.depth, monitors=[], values=dict(state.values))
+
+    def state_values(self) -> dict[str, str]:
+        """Run-state values to store with each image (identical in every partition)."""
+        values = {"partition_sequence": str(self.sequence)}
+        if self.partitions:
+            first = next(iter(self.partitions.values()))
+            values.update(_wait(first.state_values()))
+            values.pop("next_source_id", None)
+        return values
 
     def owned_source_ids(self) -> set[int]:
         """Ids of the blind sources over all partitions, each from its owner."""
         owned: set[int] = set()
         for tile, part in self.partitions.items():
-            ids = part.owned_sources(self.tiles.nside, tile)
-            owned.update(np.asarray(ids.result() if hasattr(ids, "result") else ids).tolist())
+            owned.update(np.asarray(_wait(part.owned_sources(self.tiles.nside, tile))).tolist())
         return owned
 
     def process(self, measured: Measured) -> ImageResult:
@@ -129,7 +166,7 @@ class PartitionedPipeline:
             pending.append((int(tile), pipeline.process(Measured(record, sub),
                                                         self.sequence * ID_STRIDE)))
         # On a cluster the partitions work at once; results are collected in tile order.
-        parts = [(tile, r.result() if hasattr(r, "result") else r) for tile, r in pending]
+        parts = [(tile, _wait(r)) for tile, r in pending]
         return self._merge(measured, parts)
 
     def _merge(self, measured: Measured, parts) -> ImageResult:
@@ -173,6 +210,11 @@ class PartitionedPipeline:
                                                      ns.depth_cell_beams)
             self._depth_healpix = HEALPix(nside=nside, order="nested")
         return self._depth_healpix
+
+
+def _wait(value):
+    """The value of a Dask actor call, or the value itself in process."""
+    return value.result() if hasattr(value, "result") else value
 
 
 def _select(columns, keep: np.ndarray):

@@ -159,11 +159,12 @@ class Runner:
 
         state = self.store.load_state()
         if not isinstance(self.pipeline, Pipeline):
-            if len(state.sources) or monitor_positions(self.config.forced):
+            if monitor_positions(self.config.forced):
                 from trapline.errors import ConfigError
 
-                raise ConfigError("[run] partition_nside: sky partitions start from an empty "
-                                  "database and take no monitoring list (not implemented yet)")
+                raise ConfigError("[run] partition_nside: sky partitions take no monitoring "
+                                  "list yet")
+            self._partitioned_state = state
             return
         restore(self.pipeline, state)
 
@@ -179,7 +180,7 @@ class Runner:
     def state_values(self) -> dict[str, str]:
         p = self.pipeline
         if not isinstance(p, Pipeline):
-            return {"config": json.dumps(self.config.to_dict())}
+            return {**p.state_values(), "config": json.dumps(self.config.to_dict())}
         return {"next_source_id": str(p.sky.next_id),
                 "depth_nside": str(p.depth.nside),
                 "band_centres_hz": json.dumps(p.bands.centres),
@@ -204,6 +205,10 @@ class Runner:
             executor = ProcessPoolExecutor(workers, initializer=_init_worker)
         else:
             executor = None
+        if getattr(self, "_partitioned_state", None) is not None:
+            # Partitions are rebuilt here, once it is known where they live.
+            self.pipeline.restore(self._partitioned_state)
+            self._partitioned_state = None
         bar = None
         if progress:
             from tqdm import tqdm
