@@ -32,3 +32,29 @@ def match_to_truth(
         return truth, np.full(len(truth), -1)
     dist, idx = cKDTree(np.c_[found.x_pix, found.y_pix]).query(np.c_[tx, ty])
     return truth, np.where(dist <= radius_pix, idx, -1)
+
+
+def stream_through(processor, sim, fmt: str = "gijs", bands: int | None = None):
+    """Send a simulated series over a socket to a Listener feeding ``processor``; wait
+    until every image is processed; return the listener's metrics."""
+    import asyncio
+
+    from trapline.stream.config import StreamConfig
+    from trapline.stream.listener import Listener
+    from trapline.stream.sender import send_timesteps, simulated_timesteps
+
+    async def main():
+        config = StreamConfig(port=0, bands=bands or sim.bands, log_every_s=0)
+        listener = Listener(config, processor)
+        task = asyncio.create_task(listener.run())
+        await listener.started.wait()
+        sent = await send_timesteps("127.0.0.1", listener.ports[0],
+                                    simulated_timesteps(sim), fmt)
+        for _ in range(600):
+            if listener.metrics.images_processed == sent:
+                break
+            await asyncio.sleep(0.05)
+        listener.stop()
+        return await task
+
+    return asyncio.run(main())

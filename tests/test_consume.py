@@ -59,33 +59,17 @@ def test_run_publishes_and_consume_archives_and_alerts(tmp_path, capsys):
 def test_listen_feeds_in_process_plugins(tmp_path):
     """``trapline listen --plugin alerter``: alerts come out of the live stream, and the
     time from an image's arrival to its alert is recorded."""
-    import asyncio
+    from helpers import stream_through
 
     from trapline.commands import load_plugin_specs
-    from trapline.stream.config import StreamConfig
-    from trapline.stream.listener import Listener, PipelineProcessor
-    from trapline.stream.sender import send_timesteps, simulated_timesteps
+    from trapline.stream.listener import PipelineProcessor
 
     sim = SimulationConfig(seed=6, epochs=6, bands=1, size=256, n_steady=10, n_variable=2,
                            n_transient=2, n_fading=0, transient_start_epoch=3)
     db = tmp_path / "live.sqlite"
     plugins = load_plugin_specs(["alerter"], str(db))
     processor = PipelineProcessor(str(db), plugins=plugins)
-
-    async def main():
-        listener = Listener(StreamConfig(port=0, bands=1, log_every_s=0), processor)
-        task = asyncio.create_task(listener.run())
-        await listener.started.wait()
-        sent = await send_timesteps("127.0.0.1", listener.ports[0],
-                                    simulated_timesteps(sim), "fits")
-        for _ in range(600):
-            if listener.metrics.images_processed == sent:
-                break
-            await asyncio.sleep(0.05)
-        listener.stop()
-        await task
-
-    asyncio.run(main())
+    stream_through(processor, sim, "fits")
     candidates = trapline.api.open(str(db)).candidates()
     assert len(candidates) > 0
     assert plugins[0].published == len(candidates)

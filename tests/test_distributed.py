@@ -48,27 +48,11 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
 
 
 def _listen(db, sim, scheduler=None):
-    import asyncio
+    from helpers import stream_through
 
-    from trapline.stream.config import StreamConfig
-    from trapline.stream.listener import Listener, PipelineProcessor
-    from trapline.stream.sender import send_timesteps, simulated_timesteps
+    from trapline.stream.listener import PipelineProcessor
 
-    async def main():
-        processor = PipelineProcessor(str(db), scheduler=scheduler)
-        listener = Listener(StreamConfig(port=0, bands=2, log_every_s=0), processor)
-        task = asyncio.create_task(listener.run())
-        await listener.started.wait()
-        sent = await send_timesteps("127.0.0.1", listener.ports[0],
-                                    simulated_timesteps(sim), "gijs")
-        for _ in range(600):
-            if listener.metrics.images_processed == sent:
-                break
-            await asyncio.sleep(0.05)
-        listener.stop()
-        return await task
-
-    return asyncio.run(main())
+    return stream_through(PipelineProcessor(str(db), scheduler=scheduler), sim)
 
 
 def test_listen_measures_on_dask_workers(tmp_path):
