@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trapline.image import Image, PixelBeam
+from trapline.image import PixelBeam
 
 
 @dataclass
@@ -130,11 +130,3 @@ def _ideal_gg(beam: PixelBeam, ox, oy, fx, fy) -> np.ndarray:
     dy = oy[None, :] - fy[:, None]
     g = np.exp(-0.5 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy + inv[1, 1] * dy * dy))
     return (g * g).sum(axis=1)
-
-
-def forced_fit(
-    image: Image, ra: np.ndarray, dec: np.ndarray, residual: np.ndarray, rms: np.ndarray
-) -> ForcedMeasurements:
-    """Forced fits at sky positions (deg) given the background-subtracted image and rms map."""
-    x, y = image.sky_to_pixel(np.atleast_1d(ra), np.atleast_1d(dec))
-    return forced_fit_pixels(residual, rms, image.pixel_beam(), x, y)

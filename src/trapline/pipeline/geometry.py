@@ -12,11 +12,6 @@ def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
     return np.stack([cosd * np.cos(ra), cosd * np.sin(ra), np.sin(dec)], axis=-1)
 
 
-def chord_for_angle(angle_deg: float | np.ndarray) -> float | np.ndarray:
-    """Chord length on the unit sphere of an angular separation (deg)."""
-    return 2.0 * np.sin(np.radians(angle_deg) / 2.0)
-
-
 def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
     """Angular separation (deg), accurate at all separations (Vincenty)."""
     ra1, dec1, ra2, dec2 = (np.radians(np.asarray(v, float)) for v in (ra1, dec1, ra2, dec2))

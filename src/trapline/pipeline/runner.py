@@ -36,7 +36,6 @@ class RunSummary:
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)
     skipped: int = 0
-    new_sources: int = 0
     candidates: Counter = field(default_factory=Counter)
     measurements: Counter = field(default_factory=Counter)
     n_sources: int = 0
@@ -70,6 +69,8 @@ class RunSummary:
                 f"{k} {v}" for k, v in sorted(self.candidates.items())))
         else:
             lines.append("candidates: none")
+        if self.compacted:
+            lines.append(f"lightcurves: {self.compacted} old points down-sampled into bins")
         if self.storage_errors:
             lines.append(f"storage errors: {self.storage_errors} images not stored (see log)")
         return "\n".join(lines)
@@ -150,7 +151,6 @@ class Runner:
         # Monitoring positions new to this run: stored once their source row exists,
         # that is with the first accepted image (the monitor table refers to it).
         self._new_monitors: list[tuple[str, float, float, int]] = []
-        self._images_stored = 0
         self._restore()
 
     def _restore(self) -> None:
@@ -254,7 +254,6 @@ class Runner:
         if self.writer is not None:
             self.summary.storage_errors += self.host.failures - failures
             if self.writer.written > before:
-                self._images_stored += 1
                 if result.image.accepted:
                     while self._new_monitors:
                         self.store.write_monitor(*self._new_monitors[0])
@@ -262,22 +261,6 @@ class Runner:
             self.summary.compacted = self.compactor.rows_deleted
         self.summary.add(result)
         return result
-
-    def compact_once(self) -> None:
-        """The lightcurve compactor as a pipeline plug-in: one bounded pass."""
-        from trapline.storage.compaction import compact_pass
-
-        lc = self.config.lightcurves
-        try:
-            done = compact_pass(self.store.engine, tiers_of(self.config),
-                                batch_rows=lc.batch_rows,
-                                candidate_window_s=lc.candidate_window_s,
-                                keep_monitor_raw=lc.keep_monitor_raw)
-        except Exception as exc:  # noqa: BLE001 - compaction must never stop the pipeline
-            log.error("compaction pass failed (will retry later): %s", exc)
-            return
-        if done.did_work:
-            self.summary.compacted += done.rows_deleted
 
 
 def tiers_of(config: PipelineConfig) -> list:
