@@ -75,45 +75,50 @@ def cell_statistics(
     hi = n_valid.astype(np.int64)
     steps = int(np.ceil(np.log2(grid * grid + 1))) + 1
 
-    def count_below(cut: np.ndarray, inclusive: bool) -> np.ndarray:
-        """Per row, how many sorted valid values are < cut (<= with ``inclusive``):
-        a vectorised binary search over all rows at once."""
-        a, b = np.zeros(len(cells), dtype=np.int64), n_valid.astype(np.int64)
+    def count_below(r: np.ndarray, cut: np.ndarray, inclusive: bool) -> np.ndarray:
+        """For rows ``r``, how many sorted valid values are < cut (<= with
+        ``inclusive``): a vectorised binary search over those rows at once."""
+        a, b = np.zeros(len(r), dtype=np.int64), n_valid[r].astype(np.int64)
         for _ in range(steps):
             active = a < b
             if not active.any():
                 break
             mid = (a + b) // 2
-            value = filled[rows, np.minimum(mid, grid * grid - 1)]
+            value = filled[r, np.minimum(mid, grid * grid - 1)]
             right = (value <= cut) if inclusive else (value < cut)
             a = np.where(active & right, mid + 1, a)
             b = np.where(active & ~right, mid, b)
         return a
 
-    def window_stats(lo: np.ndarray, hi: np.ndarray):
+    def window_stats(r: np.ndarray, lo: np.ndarray, hi: np.ndarray):
         n = np.maximum(hi - lo, 1)
-        total = (csum[rows, hi] - csum[rows, lo]).astype(np.float64)
-        total2 = (csum2[rows, hi] - csum2[rows, lo]).astype(np.float64)
+        total = (csum[r, hi] - csum[r, lo]).astype(np.float64)
+        total2 = (csum2[r, hi] - csum2[r, lo]).astype(np.float64)
         mean = total / n
         var = np.maximum(total2 - n * mean**2, 0.0) / np.maximum(n - 1, 1)
         mid_lo = np.clip((lo + hi - 1) // 2, 0, grid * grid - 1)
         mid_hi = np.clip((lo + hi) // 2, 0, grid * grid - 1)
-        median = 0.5 * (filled[rows, mid_lo].astype(np.float64) + filled[rows, mid_hi])
+        median = 0.5 * (filled[r, mid_lo].astype(np.float64) + filled[r, mid_hi])
         return mean, np.sqrt(var), median
 
     truncation = _truncation_factor(kappa)
-    mean, std, median = window_stats(lo, hi)
+    mean, std, median = window_stats(rows, lo, hi)
     sigma = std  # the first pass has not clipped anything
+    # A cell whose window did not change has converged and stays so: iterate on the
+    # others only (the result is that of iterating every cell until all converge).
+    active = rows
     for _ in range(iterations):
         # Clip at kappa times the de-truncated sigma, so that at convergence the window is
         # exactly +-kappa sigma and the truncation correction is consistent with it.
-        new_lo = count_below(median - kappa * sigma, inclusive=False)
-        new_hi = count_below(median + kappa * sigma, inclusive=True)
-        if np.array_equal(new_lo, lo) and np.array_equal(new_hi, hi):
+        new_lo = count_below(active, median[active] - kappa * sigma[active], inclusive=False)
+        new_hi = count_below(active, median[active] + kappa * sigma[active], inclusive=True)
+        changed = (new_lo != lo[active]) | (new_hi != hi[active])
+        if not changed.any():
             break
-        lo, hi = new_lo, new_hi
-        mean, std, median = window_stats(lo, hi)
-        sigma = std / truncation
+        active, new_lo, new_hi = active[changed], new_lo[changed], new_hi[changed]
+        lo[active], hi[active] = new_lo, new_hi
+        m, sd, med = window_stats(active, new_lo, new_hi)
+        mean[active], median[active], sigma[active] = m, med, sd / truncation
     n = hi - lo
     rms = sigma
     skewed = np.abs(mean - median) / np.maximum(rms, 1e-30) > 0.3
