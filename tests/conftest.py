@@ -68,3 +68,26 @@ def store(db_url):
     store.upgrade()
     yield store
     store.close()
+
+
+
+@pytest.fixture
+def redis_prefix():
+    """A fresh key prefix on the test Redis server, its keys deleted after the test;
+    skips when the server cannot be reached."""
+    from helpers import REDIS_URL
+
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
+    prefix = f"trapline-test-{uuid.uuid4().hex[:8]}"
+    try:
+        yield prefix
+    finally:
+        keys = client.keys(f"{prefix}*")
+        if keys:
+            client.delete(*keys)
+        client.close()

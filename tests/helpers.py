@@ -16,6 +16,10 @@ SHARED_DATA = Path(
 )
 
 
+# The Redis server the broker tests use (the machine's own).
+REDIS_URL = os.environ.get("TRAPLINE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
 def shared(relative: str) -> Path:
     """Path of a file in ../shared/data (read in place, never copied into the repo)."""
     return SHARED_DATA / relative

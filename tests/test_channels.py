@@ -6,10 +6,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-import uuid
 
 import numpy as np
 import pytest
+from helpers import REDIS_URL  # noqa: E402
 from test_channels_data import simulated_results
 
 from trapline.alerts import Alert, LightcurvePoints
@@ -27,8 +27,6 @@ from trapline.channels import (
 )
 from trapline.pipeline import records
 from trapline.pipeline.records import BLIND
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def assert_same(a, b, path="record"):
@@ -97,23 +95,12 @@ def test_codec_refuses_unregistered_types():
 # -- brokers ---------------------------------------------------------------------------
 
 @pytest.fixture
-def redis_broker():
-    redis = pytest.importorskip("redis")
+def redis_broker(redis_prefix):
     from trapline.channels.redis import RedisBroker
 
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
-    prefix = f"trapline-test-{uuid.uuid4().hex[:8]}"
-    broker = RedisBroker(REDIS_URL, prefix=prefix, claim_idle_s=0.2)
+    broker = RedisBroker(REDIS_URL, prefix=redis_prefix, claim_idle_s=0.2)
     yield broker
-    keys = client.keys(f"{prefix}:*")
-    if keys:
-        client.delete(*keys)
     broker.close()
-    client.close()
 
 
 @pytest.fixture(params=["memory", "redis"])

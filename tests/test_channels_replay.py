@@ -8,16 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pandas as pd
 import pytest
+from helpers import REDIS_URL
 from test_channels_data import simulated_results, tables
 
 from trapline.channels import RESULTS, publish_result
 from trapline.storage import Store
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 # The consumer process: the DB writer in a plug-in host, reading the results channel.
 # CRASH_AFTER=k: exit abruptly right after the k-th database write, before its ack.
@@ -55,22 +53,6 @@ threading.Thread(target=idle_exit, daemon=True).start()
 host.run(stop, idle_s=0.05)
 host.close()
 """
-
-
-@pytest.fixture
-def redis_prefix():
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis not reachable at {REDIS_URL}: {exc}")
-    prefix = f"trapline-test-{uuid.uuid4().hex[:8]}"
-    yield prefix
-    keys = client.keys(f"{prefix}:*")
-    if keys:
-        client.delete(*keys)
-    client.close()
 
 
 def _consumer(tmp_path, prefix: str, db_url: str, name: str, **env: str) -> subprocess.Popen:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pandas as pd
 import pytest
+from helpers import REDIS_URL
 
 import trapline.api
 from trapline.cli import main
@@ -22,38 +21,28 @@ def test_parse_plugin_options():
         parse_plugin("alerter:nonsense")
 
 
-def test_run_publishes_and_consume_archives_and_alerts(tmp_path, capsys):
-    try:
-        redis.Redis.from_url("redis://127.0.0.1:6379/0", socket_connect_timeout=2).ping()
-    except redis.exceptions.ConnectionError as exc:
-        pytest.skip(f"Redis not reachable: {exc}")
-    prefix = f"trapline-test-{uuid.uuid4().hex[:8]}"
-    broker = f"redis://127.0.0.1:6379/0?prefix={prefix}"
+def test_run_publishes_and_consume_archives_and_alerts(tmp_path, capsys, redis_prefix):
+    broker = f"{REDIS_URL}?prefix={redis_prefix}"
     files = write_series(SimulationConfig(seed=6, epochs=6, bands=1, size=256, n_steady=10,
                                           n_variable=2, n_transient=2, n_fading=0,
                                           transient_start_epoch=3), tmp_path / "series")
     db = f"sqlite:///{tmp_path / 'run.sqlite'}"
-    try:
-        assert main(["run", str(files.out_dir), "--db", db, "--workers", "1", "--no-progress",
-                     "--broker", broker]) == 0
-        archive = tmp_path / "archive"
-        assert main(["consume", "--broker", broker, "--db", db, "--once",
-                     "--plugin", f"parquet:directory={archive}",
-                     "--plugin", "alerter"]) == 0
-        out = capsys.readouterr().out
-        assert "messages handled" in out
-        stored = trapline.api.open(db).measurements()
-        archived = pd.concat(pd.read_parquet(p) for p in archive.rglob("*.parquet"))
-        assert len(archived) == len(stored)
-        # The alerter published one alert per candidate on the broker.
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        alerts = [k for k in client.keys(f"{prefix}*") if b"alerts" in k]
-        assert alerts and client.xlen(alerts[0]) == len(trapline.api.open(db).candidates())
-        assert main(["consume", "--broker", broker, "--plugin", "nonexistent", "--once"]) == 2
-    finally:
-        client = redis.Redis.from_url("redis://127.0.0.1:6379/0")
-        for key in client.keys(f"{prefix}*"):
-            client.delete(key)
+    assert main(["run", str(files.out_dir), "--db", db, "--workers", "1", "--no-progress",
+                 "--broker", broker]) == 0
+    archive = tmp_path / "archive"
+    assert main(["consume", "--broker", broker, "--db", db, "--once",
+                 "--plugin", f"parquet:directory={archive}",
+                 "--plugin", "alerter"]) == 0
+    out = capsys.readouterr().out
+    assert "messages handled" in out
+    stored = trapline.api.open(db).measurements()
+    archived = pd.concat(pd.read_parquet(p) for p in archive.rglob("*.parquet"))
+    assert len(archived) == len(stored)
+    # The alerter published one alert per candidate on the broker.
+    client = redis.Redis.from_url(REDIS_URL)
+    alerts = [k for k in client.keys(f"{redis_prefix}*") if b"alerts" in k]
+    assert alerts and client.xlen(alerts[0]) == len(trapline.api.open(db).candidates())
+    assert main(["consume", "--broker", broker, "--plugin", "nonexistent", "--once"]) == 2
 
 
 def test_listen_feeds_in_process_plugins(tmp_path):

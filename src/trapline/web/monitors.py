@@ -103,12 +103,9 @@ ADD_BODY = {
                         403: {"description": "writes disabled"}})
 async def add_monitor(request: Request) -> Response:
     body, is_form = await _body(request)
-    try:
-        check_token(request, body)
-    except HTTPException as exc:
-        if is_form:
-            return _back(str(exc.detail), error=True)
-        raise
+    refused = _refused(request, body, is_form)
+    if refused is not None:
+        return refused
     try:
         entry = MonitorIn.model_validate({k: v for k, v in body.items() if k != "token"
                                           and (v != "" or not is_form)})
@@ -128,6 +125,18 @@ async def add_monitor(request: Request) -> Response:
     return json_response({"monitor_id": monitor_id, **entry.model_dump()}, status_code=201)
 
 
+def _refused(request: Request, body: dict, is_form: bool) -> Response | None:
+    """None when the token allows writing; for a form, the page saying why not (an
+    API client gets the HTTP error raised)."""
+    try:
+        check_token(request, body)
+    except HTTPException as exc:
+        if is_form:
+            return _back(str(exc.detail), error=True)
+        raise
+    return None
+
+
 def _source_exists(request: Request, source_id: int) -> bool:
     with request.app.state.settings.engine.connect() as conn:
         stmt = select(models.Source.source_id).where(models.Source.source_id == source_id)
@@ -136,12 +145,9 @@ def _source_exists(request: Request, source_id: int) -> bool:
 
 async def _remove(request: Request, monitor_id: int) -> Response:
     body, is_form = await _body(request) if await request.body() else ({}, False)
-    try:
-        check_token(request, body)
-    except HTTPException as exc:
-        if is_form:
-            return _back(str(exc.detail), error=True)
-        raise
+    refused = _refused(request, body, is_form)
+    if refused is not None:
+        return refused
     removed = request.app.state.settings.store().remove_monitor(monitor_id)
     if is_form:
         return _back(f"removed monitor {monitor_id}" if removed else
