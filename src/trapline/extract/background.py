@@ -169,13 +169,23 @@ def _interpolation_weights(n_pixels: int, n_cells: int, grid: int):
 
 
 def _interpolate(grid_values: np.ndarray, shape: tuple[int, int], grid: int) -> np.ndarray:
-    """Separable linear interpolation of cell values to every pixel: two gathers and
-    blends along each axis (no BLAS, so no thread contention in worker processes)."""
-    ylo, yhi, ty = _interpolation_weights(shape[0], grid_values.shape[0], grid)
+    """Separable linear interpolation of cell values to every pixel (no BLAS, so no
+    thread contention in worker processes).
+
+    Along x first, on the small (cells, nx) array; then each image row is its lower
+    cell row plus a fraction of the step to the next, built from whole-row gathers so
+    the result is C-ordered (a column gather would give a transposed layout that makes
+    every later full-image operation several times slower)."""
+    ylo, _, ty = _interpolation_weights(shape[0], grid_values.shape[0], grid)
     xlo, xhi, tx = _interpolation_weights(shape[1], grid_values.shape[1], grid)
     g = grid_values.astype(np.float32)
-    rows = g[ylo] * (1 - ty)[:, None] + g[yhi] * ty[:, None]  # (ny, gx)
-    return rows[:, xlo] * (1 - tx)[None, :] + rows[:, xhi] * tx[None, :]
+    cols = np.ascontiguousarray(g[:, xlo] * (1 - tx)[None, :] + g[:, xhi] * tx[None, :])
+    step = np.zeros_like(cols)  # the upper neighbour of row ylo is ylo + 1
+    step[:-1] = cols[1:] - cols[:-1]
+    out = np.take(step, ylo, axis=0)
+    out *= ty[:, None]
+    out += np.take(cols, ylo, axis=0)
+    return out
 
 
 def background_maps(
