@@ -419,14 +419,23 @@ def pct(x: float) -> str:
 
 
 def report(result: dict[str, Any]) -> None:
-    tp, cores = result["throughput"], result["cores"]
     print(
         f"\nTrapline pipeline benchmark ({'quick' if result['quick'] else 'default'}): "
-        f"{result['repeats']} repeat(s), {cores} cores (workers=0 -> {cores})"
+        f"{result['repeats']} repeat(s), {result['cores']} cores "
+        f"(workers=0 -> {result['cores']})"
     )
     print(environment_line(result["environment"]))
     print(NOISE_NOTE)
+    if "throughput" in result:
+        report_throughput(result["throughput"], result["cores"], result)
+    if "flat" in result:
+        report_flat(result["flat"])
+    if "startup" in result:
+        report_startup(result["startup"])
+    print(f"\ntotal benchmark time {seconds(result['elapsed_s'], 0)}")
 
+
+def report_throughput(tp: dict[str, Any], cores: int, result: dict[str, Any]) -> None:
     print(
         f"\n1. End-to-end throughput: {tp['images']} images 1024x1024, ~300 sources "
         f"({result['epochs']} epochs x 2 bands, FITS), run_files; median over runs"
@@ -522,7 +531,9 @@ def report(result: dict[str, Any]) -> None:
                 f"{cores} cores doing measure + ordered -> at most {rate(c)}; limit: {limit}"
             )
 
-    fl = result["flat"]
+
+
+def report_flat(fl: dict[str, Any]) -> None:
     print(
         f"\n2. Flat cost over a long run: {fl['images']:,} images {fl['size']}x{fl['size']}"
         f" ({fl['sim_sources']} simulated sources, 1 band, in memory), workers=1, SQLite;"
@@ -573,7 +584,9 @@ def report(result: dict[str, Any]) -> None:
         f" database {fl['db_mb']:.1f} MB"
     )
 
-    st = result["startup"]
+
+
+def report_startup(st: dict[str, Any]) -> None:
     print(
         f"\n3. Start-up: fresh processes, median of {STARTUP_RUNS} "
         f"(one-thread BLAS environment; trapline = {st['command']})"
@@ -589,7 +602,6 @@ def report(result: dict[str, Any]) -> None:
         "   trapline run ONE_IMAGE: one 1024x1024 FITS, --workers 1 --no-progress, new "
         "SQLite file (import, schema creation, read, extract, associate, write)"
     )
-    print(f"\ntotal benchmark time {seconds(result['elapsed_s'], 0)}")
 
 
 # ---- main -------------------------------------------------------------------------------
@@ -616,7 +628,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also cProfile the ordered stage over ten 1024x1024 images",
     )
+    parser.add_argument(
+        "--only",
+        choices=("throughput", "flat", "startup"),
+        action="append",
+        help="run only this part (repeatable; default all three)",
+    )
     args = parser.parse_args(argv)
+    parts = set(args.only or ("throughput", "flat", "startup"))
     repeats = args.repeats or (1 if args.quick else 3)
     epochs = 8 if args.quick else 20
     n_flat = 1_000 if args.quick else 5_000
@@ -643,11 +662,14 @@ def main(argv: list[str] | None = None) -> int:
         result["environment"] = environment()
         sim = SimulationConfig(seed=7, epochs=epochs, bands=2, **BIG)
         paths = [str(p) for p in write_series(sim, tmp / "big").images]
-        result["throughput"] = bench_throughput(paths, tmp, repeats, cores, pg_admin)
+        if "throughput" in parts:
+            result["throughput"] = bench_throughput(paths, tmp, repeats, cores, pg_admin)
         gc.collect()
-        result["flat"] = bench_flat(n_flat, tmp)
+        if "flat" in parts:
+            result["flat"] = bench_flat(n_flat, tmp)
         gc.collect()
-        result["startup"] = bench_startup(paths[0], tmp)
+        if "startup" in parts:
+            result["startup"] = bench_startup(paths[0], tmp)
         result["elapsed_s"] = time.perf_counter() - start
         report(result)
         if args.profile:

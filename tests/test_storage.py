@@ -143,7 +143,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     store.upgrade()
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == HEAD_REVISION == "0002"
+    assert store.revision() == head_revision() == HEAD_REVISION == "0003"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -287,6 +287,41 @@ def test_sky_depth_keeps_the_lowest_limit(store, n_extra):
     if HAS_WORST:
         assert got.worst[:4].tolist() == [5.0, 6.0, 2.5, 9.0]
     assert len(got) == 4 + n_extra
+
+
+def test_depth_journal_is_folded_and_resumes_exactly(store):
+    """Depth changes go to the journal with their image and are folded into sky_depth
+    every CHECKPOINT_IMAGES images; what a resume reads is the same before and after
+    folding, and equals the lowest limit and highest worst limit per band and cell."""
+    from trapline.storage.depthlog import CHECKPOINT_IMAGES
+
+    rng = np.random.default_rng(5)
+    seen: dict[tuple[int, int], tuple[float, float]] = {}
+    for i in range(CHECKPOINT_IMAGES + 7):
+        cells = rng.choice(400, 120, replace=False)
+        band = rng.integers(0, 2, 120)
+        limit = rng.uniform(1, 10, 120)
+        worst = limit * rng.uniform(1, 2, 120)
+        for b, c, lo, hi in zip(band.tolist(), cells.tolist(), limit, worst, strict=True):
+            old = seen.get((b, c), (np.inf, -np.inf))
+            seen[(b, c)] = (min(old[0], lo), max(old[1], hi))
+        store.write(make_result(f"img{i}", [1], depth=DepthUpdates(
+            band=band, cell=cells, limit=limit, worst=worst)))
+        assert count(store, "sky_depth_log") < CHECKPOINT_IMAGES
+    assert 0 < count(store, "sky_depth") and count(store, "sky_depth_log") == 7
+    keys = sorted(seen)
+    expected = (np.array([seen[k][0] for k in keys]), np.array([seen[k][1] for k in keys]))
+
+    def check() -> None:
+        got = store.load_state().depth
+        assert list(zip(got.band.tolist(), got.cell.tolist(), strict=True)) == keys
+        np.testing.assert_array_equal(got.limit, expected[0])
+        np.testing.assert_array_equal(got.worst, expected[1])
+
+    check()  # sky_depth plus the journal's last 7 images
+    assert store.checkpoint_depth() > 0
+    assert count(store, "sky_depth_log") == 0
+    check()
 
 
 def test_load_state_round_trip(store):
@@ -494,10 +529,10 @@ def test_db_and_export_commands(db_url, tmp_path, capsys):
         assert main(["db", "current", "--db", db_url]) == 0
         assert capsys.readouterr().out.startswith("none")
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert "-> 0002" in capsys.readouterr().out
+    assert "-> 0003" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", db_url]) == 0
     assert main(["db", "current", "--db", db_url]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "0002 (head)"
+    assert capsys.readouterr().out.splitlines()[-1] == "0003 (head)"
 
     with Store(db_url) as store:
         store.write(make_result("a", np.arange(10), candidates=2))

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a test checks it against Alembic's view).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 _VERSION_TABLE = Table("alembic_version", MetaData(), Column("version_num", String(32)))
 # Any constant: serialises concurrent upgrades of one PostgreSQL database.
 _LOCK_ID = 0x7A1E

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Text,
     UniqueConstraint,
@@ -197,6 +198,18 @@ class SkyDepth(Base):
     cell: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     limit: Mapped[float]
     worst: Mapped[float | None]
+
+
+class SkyDepthLog(Base):
+    """Sky depth changes of one image, packed, until folded into sky_depth (see
+    :mod:`trapline.storage.depthlog`)."""
+
+    __tablename__ = "sky_depth_log"
+
+    log_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    image_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("image.image_id"))
+    n_cells: Mapped[int]
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Monitor(Base):

@@ -9,7 +9,7 @@ import numpy as np
 from sqlalchemy import Connection, select
 
 from trapline.pipeline.records import BandStatistics, Columns, DepthUpdates, SourceStates
-from trapline.storage import models
+from trapline.storage import depthlog, models
 
 
 @dataclass
@@ -64,6 +64,11 @@ def _read_columns(conn: Connection, model, cls: type[Columns], order_by) -> Colu
 def load_state(conn: Connection) -> StoredState:
     """Read the resumable state of the run stored on ``conn``."""
     s, b, d = models.Source, models.BandStatistics, models.SkyDepth
+    # The depth map: sky_depth plus the journal not yet folded into it (bounded).
+    stored = _read_columns(conn, d, DepthUpdates, [d.band, d.cell])
+    journal = depthlog.pending(conn)
+    depth = depthlog.merge_depth(*(np.concatenate([getattr(stored, n), getattr(journal, n)])
+                                   for n in ("band", "cell", "limit", "worst")))
     monitors = [
         MonitorEntry(*row)
         for row in conn.execute(
@@ -82,7 +87,7 @@ def load_state(conn: Connection) -> StoredState:
     return StoredState(
         sources=_read_columns(conn, s, SourceStates, [s.source_id]),
         statistics=_read_columns(conn, b, BandStatistics, [b.source_id, b.band]),
-        depth=_read_columns(conn, d, DepthUpdates, [d.band, d.cell]),
+        depth=depth,
         monitors=monitors,
         values=values,
         image_keys=keys,

@@ -12,7 +12,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
 from trapline.pipeline.records import ImageResult
-from trapline.storage import migrate, models, writer
+from trapline.storage import depthlog, migrate, models, writer
 from trapline.storage.engine import default_url, describe, make_engine, normalise_url
 from trapline.storage.errors import StorageError
 from trapline.storage.rows import UNIX_EPOCH_MJD
@@ -80,6 +80,17 @@ class Store:
                 return writer.write_result(conn, result, state)
 
         return self._retry(f"write image {result.image.image_key!r} to", run)
+
+    def checkpoint_depth(self) -> int:
+        """Fold the sky depth journal into sky_depth now (writing does it every
+        ``depthlog.CHECKPOINT_IMAGES`` images); returns the number of cells written.
+        Resuming reads both, so this is never needed for correctness."""
+
+        def run() -> int:
+            with self.engine.begin() as conn:
+                return depthlog.checkpoint(conn)
+
+        return self._retry("fold the sky depth journal into", run)
 
     def load_state(self) -> StoredState:
         """What the pipeline needs to resume: sources, statistics, depth, monitors..."""

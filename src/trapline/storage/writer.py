@@ -14,8 +14,8 @@ import numpy as np
 from sqlalchemy import Connection, Table, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trapline.pipeline.records import ImageResult
-from trapline.storage import models, pgcopy
+from trapline.pipeline.records import DepthUpdates, ImageResult
+from trapline.storage import depthlog, models, pgcopy
 from trapline.storage.healpix import healpix_index
 from trapline.storage.rows import image_row, measurement_columns, to_rows, to_tuples
 
@@ -96,17 +96,37 @@ def upsert(
     if _use_copy(conn, n):
         pgcopy.copy_upsert(conn, table, columns, update)
         return
-    stmt = _insert(conn, table)
-    stmt = stmt.on_conflict_do_update(index_elements=list(keys), set_=update(stmt.excluded))
+    key = ("upsert", table.name, tuple(columns), tuple(sorted(merge)))
+
+    def build():
+        stmt = _insert(conn, table)
+        return stmt.on_conflict_do_update(index_elements=list(keys), set_=update(stmt.excluded))
+
+    execute_many(conn, key, build, columns)
+
+
+# SQL compiled for the driver, per dialect and statement shape: compiling costs more
+# than executing a few hundred rows.
+_COMPILED: dict[tuple, tuple[str, list[str]]] = {}
+
+
+def execute_many(conn: Connection, key: tuple, build: Callable[[], Any],
+                 columns: Mapping[str, np.ndarray]) -> None:
+    """Run the statement ``build()`` (an insert or upsert; ``key`` names its shape)
+    once per row of ``columns``."""
+    n = len(next(iter(columns.values())))
     if conn.dialect.name == "sqlite" and n >= BULK_MIN_ROWS:
         # Compile once, then hand plain tuples to the driver: SQLAlchemy's per-row
         # parameter processing costs ~5 us a row, the driver's executemany ~1 us.
-        compiled = stmt.values({name: bindparam(name) for name in columns}).compile(
-            dialect=conn.dialect)
-        order = compiled.positiontup or list(columns)
-        conn.exec_driver_sql(str(compiled), to_tuples({name: columns[name] for name in order}))
+        cache_key = (conn.dialect.name, *key)
+        if cache_key not in _COMPILED:
+            compiled = build().values({name: bindparam(name) for name in columns}).compile(
+                dialect=conn.dialect)
+            _COMPILED[cache_key] = (str(compiled), list(compiled.positiontup or columns))
+        sql, order = _COMPILED[cache_key]
+        conn.exec_driver_sql(sql, to_tuples({name: columns[name] for name in order}))
         return
-    conn.execute(stmt, to_rows(columns))
+    conn.execute(build(), to_rows(columns))
 
 
 def write_sources(conn: Connection, result: ImageResult) -> None:
@@ -123,29 +143,25 @@ def write_statistics(conn: Connection, result: ImageResult) -> None:
     upsert(conn, BAND_STATISTICS, result.statistics.as_dict())
 
 
-def write_depth(conn: Connection, result: ImageResult) -> None:
-    """Upsert sky depth per (band, cell), keeping the lowest ``limit`` and the highest
-    ``worst`` (when the record has it) of the stored and the new values."""
-    columns = {name: np.asarray(v) for name, v in result.depth.as_dict().items()}
-    columns["band"] = columns["band"].astype(np.int64)
-    columns["cell"] = columns["cell"].astype(np.int64)
-    columns["limit"] = columns["limit"].astype(float)
-    ok = np.isfinite(columns["limit"])
-    columns = {name: v[ok] for name, v in columns.items()}
-    if not len(columns["limit"]):
+def write_depth(conn: Connection, result: ImageResult, image_id: int) -> None:
+    """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`),
+    folding the journal into sky_depth every ``CHECKPOINT_IMAGES`` images."""
+    d = result.depth
+    if not len(d):
         return
-    # One row per key, as one upsert statement requires: min limit, max worst.
-    order = np.lexsort((columns["cell"], columns["band"]))
-    columns = {name: v[order] for name, v in columns.items()}
-    band, cell = columns["band"], columns["cell"]
-    starts = np.flatnonzero(np.r_[True, (band[1:] != band[:-1]) | (cell[1:] != cell[:-1])])
-    merged = {"band": band[starts], "cell": cell[starts]}
-    merged["limit"] = np.minimum.reduceat(columns["limit"], starts)
-    merge: dict[str, Merge] = {"limit": least}
-    if "worst" in columns:
-        merged["worst"] = np.fmax.reduceat(columns["worst"].astype(float), starts)
-        merge["worst"] = greatest
-    upsert(conn, SKY_DEPTH, merged, merge)
+    worst = d.worst if "worst" in d.names() else np.full(len(d), np.nan)
+    depthlog.append(conn, depthlog.merge_depth(d.band, d.cell, d.limit, worst), image_id)
+    depthlog.checkpoint(conn, depthlog.CHECKPOINT_IMAGES)
+
+
+def upsert_depth(conn: Connection, depth: DepthUpdates) -> None:
+    """Upsert sky depth per (band, cell), one row per key: keep the lowest ``limit``
+    and the highest ``worst`` of the stored and the new values."""
+    if not len(depth):
+        return
+    columns = {"band": depth.band, "cell": depth.cell, "limit": depth.limit,
+               "worst": depth.worst}
+    upsert(conn, SKY_DEPTH, columns, {"limit": least, "worst": greatest})
 
 
 def write_candidates(conn: Connection, result: ImageResult, image_id: int) -> None:
@@ -172,7 +188,7 @@ def write_measurements(conn: Connection, result: ImageResult, image_id: int) -> 
     if conn.dialect.name == "postgresql":
         pgcopy.copy_rows(conn, MEASUREMENT, columns)
         return "copy"
-    conn.execute(MEASUREMENT.insert(), to_rows(columns))
+    execute_many(conn, ("insert", "measurement", tuple(columns)), MEASUREMENT.insert, columns)
     return "executemany"
 
 
@@ -199,7 +215,7 @@ def write_result(
     write_measurements(conn, result, image_id)
     write_statistics(conn, result)
     write_candidates(conn, result, image_id)
-    write_depth(conn, result)
+    write_depth(conn, result, image_id)
     if state:
         set_state(conn, state)
     return image_id

@@ -1,0 +1,91 @@
+"""The depth map's journal: one row per image, folded into ``sky_depth`` now and then.
+
+An image's depth changes (tens of thousands of cells for the first images of a field,
+a few thousand later) used to be upserted row by row in its transaction, which made
+them the largest part of storing an image. They are now appended to ``sky_depth_log``
+as one packed row (a single insert, whatever the number of cells) in the image's own
+transaction, so nothing is lost if the run stops; every ``CHECKPOINT_IMAGES`` images,
+and at the end of a run, the journal is folded into ``sky_depth`` (lowest limit,
+highest worst limit per band and cell) and emptied. Resuming reads ``sky_depth`` and
+the at most ``CHECKPOINT_IMAGES`` journal rows: bounded work, however long the run.
+
+Folding is idempotent (min and max) and deletes exactly the rows it read, so several
+writers (sky partitions, listeners) may fold concurrently without loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, insert, select
+
+from trapline.pipeline.records import DepthUpdates
+from trapline.storage import models
+
+LOG = models.SkyDepthLog.__table__
+
+# Journal rows kept before they are folded into sky_depth.
+CHECKPOINT_IMAGES = 50
+
+_PACKED = np.dtype([("band", "<i8"), ("cell", "<i8"), ("limit", "<f8"), ("worst", "<f8")])
+
+
+def merge_depth(band: np.ndarray, cell: np.ndarray, limit: np.ndarray,
+                worst: np.ndarray) -> DepthUpdates:
+    """One row per (band, cell), sorted: the lowest limit and highest worst limit
+    (NaN limits dropped; a NaN worst counts as missing)."""
+    band, cell = np.asarray(band, dtype=np.int64), np.asarray(cell, dtype=np.int64)
+    limit, worst = np.asarray(limit, dtype=float), np.asarray(worst, dtype=float)
+    ok = np.isfinite(limit)
+    band, cell, limit, worst = band[ok], cell[ok], limit[ok], worst[ok]
+    if not len(band):
+        return DepthUpdates(band=band, cell=cell, limit=limit, worst=worst)
+    order = np.lexsort((cell, band))
+    band, cell, limit, worst = band[order], cell[order], limit[order], worst[order]
+    starts = np.flatnonzero(np.r_[True, (band[1:] != band[:-1]) | (cell[1:] != cell[:-1])])
+    return DepthUpdates(band=band[starts], cell=cell[starts],
+                        limit=np.minimum.reduceat(limit, starts),
+                        worst=np.fmax.reduceat(worst, starts))
+
+
+def pack(depth: DepthUpdates) -> bytes:
+    packed = np.empty(len(depth), dtype=_PACKED)
+    for name in _PACKED.names:
+        packed[name] = getattr(depth, name)
+    return packed.tobytes()
+
+
+def unpack(payloads: list[bytes]) -> DepthUpdates:
+    packed = np.frombuffer(b"".join(payloads), dtype=_PACKED)
+    return DepthUpdates(**{name: packed[name].copy() for name in _PACKED.names})
+
+
+def append(conn: Connection, depth: DepthUpdates, image_id: int) -> None:
+    """Journal one image's depth changes (already merged per band and cell)."""
+    if len(depth):
+        conn.execute(insert(LOG), {"image_id": image_id, "n_cells": len(depth),
+                                   "payload": pack(depth)})
+
+
+def pending(conn: Connection) -> DepthUpdates:
+    """The journal's changes, merged (empty when it has been folded)."""
+    payloads = list(conn.scalars(select(LOG.c.payload).order_by(LOG.c.log_id)))
+    depth = unpack(payloads)
+    return merge_depth(depth.band, depth.cell, depth.limit, depth.worst)
+
+
+def checkpoint(conn: Connection, min_rows: int = 1) -> int:
+    """Fold the journal into sky_depth when it holds at least ``min_rows`` rows;
+    returns the number of cells written."""
+    from trapline.storage.writer import upsert_depth
+
+    if conn.execute(select(func.count()).select_from(LOG)).scalar_one() < min_rows:
+        return 0
+    rows = conn.execute(select(LOG.c.log_id, LOG.c.payload).order_by(LOG.c.log_id)).all()
+    if not rows:
+        return 0
+    depth = unpack([payload for _, payload in rows])
+    merged = merge_depth(depth.band, depth.cell, depth.limit, depth.worst)
+    upsert_depth(conn, merged)
+    # Exactly the rows read: one journalled by a concurrent writer meanwhile stays.
+    conn.execute(delete(LOG).where(LOG.c.log_id.in_([log_id for log_id, _ in rows])))
+    return len(merged)
