@@ -557,3 +557,17 @@ def test_export_of_a_missing_database_is_a_clear_error(tmp_path, capsys):
     assert main(["export", "--db", db, "images"]) == 2
     assert "no database at" in capsys.readouterr().err
     assert main(["db", "current", "--db", db]) == 2
+
+
+@pytest.mark.parametrize("radius", [5e-324, 2.2e-311, 1e-9])
+def test_cone_of_a_vanishing_radius_is_not_an_error(store, radius):
+    """Found by the web fuzz test: a subnormal radius overflowed 1 / radius."""
+    from trapline.storage.export import cone
+    from trapline.storage.healpix import HEALPIX_LEVEL, cone_level
+
+    assert cone_level(radius) == HEALPIX_LEVEL
+    store.write(make_result("a", [1, 2], ra=[10.0, 11.0], dec=[0.0, 0.0]))
+    with store.engine.connect() as conn:
+        assert len(cone(conn, 10.0, 0.001, radius)) == 0
+        assert cone(conn, 10.0, 0.0, radius)["source_id"].tolist() == [1]  # distance 0
+        assert len(cone(conn, 10.0, 0.0, 0.5)) == 1

@@ -20,12 +20,53 @@ from scipy.special import erf
 
 @dataclass
 class BackgroundMaps:
-    """Per-pixel background (Jy/beam) and rms (Jy/beam); NaN where no valid statistics exist."""
+    """Per-pixel background (Jy/beam) and rms (Jy/beam); NaN where no valid statistics
+    exist. ``grid_*`` are the cell values (NaN: too few valid pixels), ``cell`` the cell
+    size (pixels)."""
 
     background: np.ndarray
-    rms: np.ndarray
+    rms: np.ndarray | GridMap
     grid_background: np.ndarray
     grid_rms: np.ndarray
+    cell: int = 0
+
+    def rms_on_demand(self, blank: np.ndarray) -> GridMap:
+        """The rms map as a :class:`GridMap` (NaN where ``blank`` is NaN): the same
+        values, computed only where looked up, at a few hundred bytes instead of an
+        image's worth (what crosses process boundaries)."""
+        return GridMap(_fill_missing(self.grid_rms), blank.shape, self.cell, blank)
+
+
+class GridMap:
+    """A map interpolated from cell values exactly as :func:`background_maps` does,
+    evaluated only at the pixels indexed: ``grid_map[iy, ix]`` with integer arrays.
+    Pixels where ``blank`` is NaN are NaN."""
+
+    def __init__(self, cells: np.ndarray, shape: tuple[int, int], cell: int,
+                 blank: np.ndarray | None = None):
+        self.cells = cells.astype(np.float32)
+        self.shape = tuple(shape)
+        self.cell = cell
+        self.blank = blank
+
+    ndim = 2
+
+    def __getitem__(self, index: tuple) -> np.ndarray:
+        iy, ix = (np.asarray(i) for i in index)
+        ylo, _, ty = _interpolation_weights(self.shape[0], self.cells.shape[0], self.cell)
+        xlo, xhi, tx = _interpolation_weights(self.shape[1], self.cells.shape[1], self.cell)
+        g = self.cells
+        ylo, ty, xlo, xhi, tx = ylo[iy], ty[iy], xlo[ix], xhi[ix], tx[ix]
+        yhi = np.minimum(ylo + 1, g.shape[0] - 1)
+        # The operations of _interpolate, in its order, so the values are identical.
+        low = g[ylo, xlo] * (1 - tx) + g[ylo, xhi] * tx
+        high = g[yhi, xlo] * (1 - tx) + g[yhi, xhi] * tx
+        step = np.where(yhi > ylo, high - low, np.float32(0))
+        out = step * ty
+        out += low
+        if self.blank is not None:
+            out = np.where(np.isnan(self.blank[iy, ix]), np.float32(np.nan), out)
+        return out
 
 
 def _truncation_factor(kappa: float) -> float:
@@ -202,7 +243,7 @@ def background_maps(
     grid_bg, grid_rms = cell_statistics(data, grid, kappa, iterations, min_fraction)
     if not np.isfinite(grid_rms).any():
         nan = np.full(data.shape, np.nan, dtype=np.float32)
-        return BackgroundMaps(nan, nan.copy(), grid_bg, grid_rms)
+        return BackgroundMaps(nan, nan.copy(), grid_bg, grid_rms, grid)
     filled_bg, filled_rms = _fill_missing(grid_bg), _fill_missing(grid_rms)
     bg = _interpolate(filled_bg, data.shape, grid)
     rms = _interpolate(filled_rms, data.shape, grid)
@@ -210,4 +251,4 @@ def background_maps(
     if blank.any():
         bg[blank] = np.nan
         rms[blank] = np.nan
-    return BackgroundMaps(bg, rms, grid_bg, grid_rms)
+    return BackgroundMaps(bg, rms, grid_bg, grid_rms, grid)

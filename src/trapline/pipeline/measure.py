@@ -69,9 +69,11 @@ def measure(source: str | Image, config: PipelineConfig) -> Measured:
         record.accepted, record.reject_reason, record.n_blind = False, reason, 0
         return Measured(record, None)
     # Trim what the ordered stage does not need before it crosses a process boundary:
-    # the raw pixels give way to the residual (same shape and WCS, pickled once).
+    # the raw pixels give way to the residual (same shape and WCS, pickled once), and
+    # the rms map to its cell values, interpolated where the ordered stage looks.
     result.image = replace(image, data=result.residual)
     result.maps.background = None  # type: ignore[assignment]
+    result.maps.rms = result.maps.rms_on_demand(result.residual)
     return Measured(record, result)
 
 

@@ -35,7 +35,11 @@ def cone_level(radius_deg: float) -> int:
     """HEALPix level (nside 2**level) whose pixels are one to two cone radii wide, so a
     cone search visits roughly 10-20 of them."""
     radius = math.radians(min(radius_deg, 180.0))
-    return max(0, min(HEALPIX_LEVEL, math.floor(math.log2(1.0 / radius))))
+    # log2(radius) rather than log2(1 / radius): a subnormal radius must give the finest
+    # level, not an overflow.
+    if not radius > 0:
+        return HEALPIX_LEVEL
+    return max(0, min(HEALPIX_LEVEL, math.floor(-math.log2(radius))))
 
 
 # Largest distance from a pixel's centre to its edge, in units of the pixel resolution
