@@ -139,14 +139,42 @@ def is_postgres(store: Store) -> bool:
 
 
 def test_migration_creates_exactly_the_models(db_url):
+    from trapline.storage.migrate import upgrade
+
     store = Store(db_url)
     assert store.revision() is None
-    store.upgrade()
+    upgrade(store.engine, fresh_from_models=False)  # every migration, in order
     store.upgrade()  # a no-op at head: safe at every start
     assert store.revision() == head_revision() == HEAD_REVISION == "0003"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
+    store.close()
+
+
+def test_new_database_is_created_at_head_like_the_migrations(db_url):
+    """A new database is created from the models and stamped; Alembic then sees it at
+    head, with nothing to migrate and nothing different from the models."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from trapline.storage.migrate import alembic_config
+
+    store = Store(db_url)
+    store.upgrade()
+    assert store.revision() == HEAD_REVISION
+    with store.engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+        assert context.get_current_revision() == (
+            ScriptDirectory.from_config(alembic_config()).get_current_head())
+    with store.engine.begin() as conn:  # Alembic's own upgrade finds nothing to do
+        cfg = alembic_config()
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+    assert store.revision() == HEAD_REVISION
+    store.write(make_result("a", [1, 2]))
+    assert count(store, "measurement") == 2
     store.close()
 
 

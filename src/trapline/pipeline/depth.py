@@ -57,8 +57,9 @@ class DepthMap:
         self.nside = nside
         self.cell_beams = cell_beams
         self.healpix = HEALPix(nside=nside, order="nested") if nside else None
-        self._slot_of: dict[int, int] = {}
-        self._cells = np.zeros(0, dtype=np.int64)
+        self._cells = np.zeros(0, dtype=np.int64)  # the cell of each slot
+        self._index_cells = np.zeros(0, dtype=np.int64)  # sorted cells ...
+        self._index_slots = np.zeros(0, dtype=np.int64)  # ... and their slots
         self._best: dict[int, np.ndarray] = {}
         self._worst: dict[int, np.ndarray] = {}
         self._written: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -71,17 +72,27 @@ class DepthMap:
         return self.healpix
 
     def _slots(self, cells: np.ndarray, create: bool) -> np.ndarray:
-        get = self._slot_of.get
-        slots = np.fromiter((get(int(c), -1) for c in cells), dtype=np.int64, count=len(cells))
+        """Slot of each cell (-1 when it has none and ``create`` is False). Cells are
+        looked up by binary search in a sorted index (an image covers ~10^5 cells)."""
+        cells = np.asarray(cells, dtype=np.int64)
+        slots = self._lookup(cells)
         if create and (slots < 0).any():
             missing = np.unique(cells[slots < 0])
-            start = len(self._cells)
-            for i, c in enumerate(missing.tolist()):
-                self._slot_of[c] = start + i
+            new_slots = np.arange(len(self._cells), len(self._cells) + len(missing))
             self._cells = np.concatenate([self._cells, missing])
-            slots = np.fromiter((self._slot_of[int(c)] for c in cells), dtype=np.int64,
-                                count=len(cells))
+            index_cells = np.concatenate([self._index_cells, missing])
+            order = np.argsort(index_cells, kind="stable")
+            self._index_cells = index_cells[order]
+            self._index_slots = np.concatenate([self._index_slots, new_slots])[order]
+            slots = self._lookup(cells)
         return slots
+
+    def _lookup(self, cells: np.ndarray) -> np.ndarray:
+        if not len(self._index_cells):
+            return np.full(len(cells), -1, dtype=np.int64)
+        at = np.minimum(np.searchsorted(self._index_cells, cells), len(self._index_cells) - 1)
+        found = self._index_cells[at] == cells
+        return np.where(found, self._index_slots[at], -1)
 
     def _arrays(self, band: int):
         size = len(self._cells)

@@ -51,12 +51,21 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(select(_VERSION_TABLE.c.version_num)).scalar()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
+def upgrade(engine: Engine, revision: str = "head", fresh_from_models: bool = True) -> None:
     """Upgrade the schema to ``revision`` in one transaction (a no-op when current).
+
+    An empty database going to the head is created from the models and stamped with
+    the head revision (Alembic's recipe for new databases: a test checks that the
+    migrations give exactly the models), which spares a new run Alembic's import and
+    the replay of every migration. ``fresh_from_models`` False always migrates.
 
     SQLite: foreign keys are off meanwhile, so that batch migrations may rebuild a
     referenced table (SQLite ignores the pragma inside a transaction)."""
-    if revision in ("head", HEAD_REVISION) and current_revision(engine) == HEAD_REVISION:
+    to_head = revision in ("head", HEAD_REVISION)
+    current = current_revision(engine)
+    if to_head and current == HEAD_REVISION:
+        return
+    if to_head and current is None and fresh_from_models and _create_fresh(engine):
         return
     from alembic import command
 
@@ -73,6 +82,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         finally:
             if sqlite:
                 _foreign_keys(conn, True)
+
+
+def _create_fresh(engine: Engine) -> bool:
+    """Create the head schema from the models if the database holds none of its tables
+    (checked again under the lock); False, creating nothing, otherwise."""
+    from trapline.storage.models import Base
+
+    with engine.begin() as conn:
+        _lock(conn)
+        if set(inspect(conn).get_table_names()) & (set(Base.metadata.tables) | {"alembic_version"}):
+            return False
+        Base.metadata.create_all(conn)
+        version = Table("alembic_version", MetaData(),
+                        Column("version_num", String(32), primary_key=True))
+        version.create(conn)
+        conn.execute(version.insert().values(version_num=HEAD_REVISION))
+    return True
 
 
 def _foreign_keys(conn: Connection, on: bool) -> None:
