@@ -42,30 +42,45 @@ class GridMap:
     evaluated only at the pixels indexed: ``grid_map[iy, ix]`` with integer arrays.
     Pixels where ``blank`` is NaN are NaN."""
 
+    ndim = 2
+
     def __init__(self, cells: np.ndarray, shape: tuple[int, int], cell: int,
                  blank: np.ndarray | None = None):
         self.cells = cells.astype(np.float32)
         self.shape = tuple(shape)
         self.cell = cell
-        self.blank = blank
+        # Kept only if it has NaNs: most images have none, and skipping the lookup
+        # into a full image saves most of the cost of an evaluation.
+        self.blank = blank if blank is not None and np.isnan(blank).any() else None
 
-    ndim = 2
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.pop("_weights", None)
+        return state
+
+    def _axis_weights(self):
+        weights = getattr(self, "_weights", None)
+        if weights is None:
+            ylo, _, ty = _interpolation_weights(self.shape[0], self.cells.shape[0], self.cell)
+            xlo, xhi, tx = _interpolation_weights(self.shape[1], self.cells.shape[1], self.cell)
+            yhi = np.minimum(ylo + 1, self.cells.shape[0] - 1)
+            weights = self._weights = (ylo, yhi, ty, xlo, xhi, tx, 1 - tx)
+        return weights
 
     def __getitem__(self, index: tuple) -> np.ndarray:
         iy, ix = (np.asarray(i) for i in index)
-        ylo, _, ty = _interpolation_weights(self.shape[0], self.cells.shape[0], self.cell)
-        xlo, xhi, tx = _interpolation_weights(self.shape[1], self.cells.shape[1], self.cell)
+        ylo, yhi, ty, xlo, xhi, tx, ux = self._axis_weights()
+        ylo, yhi, ty, xlo, xhi, tx, ux = ylo[iy], yhi[iy], ty[iy], xlo[ix], xhi[ix], tx[ix], ux[ix]
         g = self.cells
-        ylo, ty, xlo, xhi, tx = ylo[iy], ty[iy], xlo[ix], xhi[ix], tx[ix]
-        yhi = np.minimum(ylo + 1, g.shape[0] - 1)
         # The operations of _interpolate, in its order, so the values are identical.
-        low = g[ylo, xlo] * (1 - tx) + g[ylo, xhi] * tx
-        high = g[yhi, xlo] * (1 - tx) + g[yhi, xhi] * tx
-        step = np.where(yhi > ylo, high - low, np.float32(0))
+        low = g[ylo, xlo] * ux + g[ylo, xhi] * tx
+        high = g[yhi, xlo] * ux + g[yhi, xhi] * tx
+        step = high - low
+        step[yhi == ylo] = 0  # one row of cells: nothing to step to
         out = step * ty
         out += low
         if self.blank is not None:
-            out = np.where(np.isnan(self.blank[iy, ix]), np.float32(np.nan), out)
+            out[np.isnan(self.blank[iy, ix])] = np.nan
         return out
 
 

@@ -174,7 +174,7 @@ def sandwich_covariance(
     if n == 0:
         return cov
     counts, starts = islands.counts, islands.starts
-    inv = np.linalg.inv(beam_cov).astype(np.float32)
+    inv = np.linalg.inv(beam_cov)
     meat = np.zeros((n, k, k))
     bread = np.zeros((n, k, k))
     # Islands are padded to a few bucket sizes so each bucket is one batched matrix
@@ -189,14 +189,8 @@ def sandwich_covariance(
         slot = np.arange(m)
         valid = slot[None, :] < counts[members, None]
         pix = np.where(valid, starts[members, None] + slot[None, :], 0)
-        x = np.where(valid, islands.x[pix], 0.0).astype(np.float32)
-        y = np.where(valid, islands.y[pix], 0.0).astype(np.float32)
         jb = np.where(valid[..., None], jac[pix], 0.0)
-        dx = x[:, :, None] - x[:, None, :]
-        dy = y[:, :, None] - y[:, None, :]
-        corr = np.exp(-0.25 * (inv[0, 0] * dx * dx + 2 * inv[0, 1] * dx * dy
-                               + inv[1, 1] * dy * dy))
-        rj = np.matmul(corr.astype(np.float64), jb)
+        rj = np.matmul(_pair_correlation(islands, pix, valid, inv), jb)
         jt = np.transpose(jb, (0, 2, 1))
         meat[members] = jt @ rj
         bread[members] = jt @ jb
@@ -208,3 +202,25 @@ def sandwich_covariance(
         bread_inv = np.linalg.pinv(bread)
     cov[small] = (rms[small] ** 2)[:, None, None] * bread_inv @ meat @ bread_inv
     return cov
+
+
+def _pair_correlation(islands: Islands, pix: np.ndarray, valid: np.ndarray,
+                      inv_beam: np.ndarray) -> np.ndarray:
+    """Noise correlation between every pair of pixels of each (padded) island, shape
+    (islands, m, m). Island pixels lie on the pixel grid, so a pair's correlation
+    depends only on its integer offset: it is looked up in a table of the offsets up
+    to the largest island extent rather than evaluated for every pair."""
+    x = islands.x[pix].astype(np.int64)
+    y = islands.y[pix].astype(np.int64)
+    x, y = np.where(valid, x, x[:, :1]), np.where(valid, y, y[:, :1])  # padding: any pixel
+    extent = int(max((x.max(axis=1) - x.min(axis=1)).max(), (y.max(axis=1) - y.min(axis=1)).max()))
+    width = 2 * extent + 1
+    d = np.arange(-extent, extent + 1, dtype=np.float64)
+    dy, dx = np.meshgrid(d, d, indexing="ij")
+    table = np.exp(-0.25 * (inv_beam[0, 0] * dx * dx + 2 * inv_beam[0, 1] * dx * dy
+                            + inv_beam[1, 1] * dy * dy)).ravel()
+    # key differences are dy * width + dx, unique for |dx|, |dy| <= extent
+    key = y * width + x
+    offset = key[:, :, None] - key[:, None, :]
+    offset += extent * width + extent
+    return table[offset]
