@@ -129,22 +129,23 @@ def cell_statistics(
     np.cumsum(cells, axis=1, out=csum2[:, 1:])
     lo = np.zeros(len(cells), dtype=np.int64)
     hi = n_valid.astype(np.int64)
-    steps = int(np.ceil(np.log2(grid * grid + 1))) + 1
+    width = grid * grid
+    flat = filled.ravel()
+    # Probe distances of a branchless binary search: largest power of two <= width, down.
+    probes = [1 << k for k in range(width.bit_length() - 1, -1, -1)]
 
-    def count_below(r: np.ndarray, cut: np.ndarray, inclusive: bool) -> np.ndarray:
-        """For rows ``r``, how many sorted valid values are < cut (<= with
-        ``inclusive``): a vectorised binary search over those rows at once."""
-        a, b = np.zeros(len(r), dtype=np.int64), n_valid[r].astype(np.int64)
-        for _ in range(steps):
-            active = a < b
-            if not active.any():
-                break
-            mid = (a + b) // 2
-            value = filled[r, np.minimum(mid, grid * grid - 1)]
-            right = (value <= cut) if inclusive else (value < cut)
-            a = np.where(active & right, mid + 1, a)
-            b = np.where(active & ~right, mid, b)
-        return a
+    def count_below(r: np.ndarray, cut: np.ndarray) -> np.ndarray:
+        """For rows ``r``, how many sorted valid values are < cut, for all rows at once:
+        ``pos`` grows by each power of two whose probe is still below the cut, so
+        every step is a handful of whole-array operations (NaNs, sorted last, are
+        never below; nor is anything below a NaN cut)."""
+        base = r * width
+        pos = np.zeros(len(r), dtype=np.int64)
+        for step in probes:
+            probe = pos + (step - 1)
+            below = (probe < width) & (flat[base + np.minimum(probe, width - 1)] < cut)
+            pos += below * step
+        return np.minimum(pos, n_valid[r])
 
     def window_stats(r: np.ndarray, lo: np.ndarray, hi: np.ndarray):
         n = np.maximum(hi - lo, 1)
@@ -166,8 +167,12 @@ def cell_statistics(
     for _ in range(iterations):
         # Clip at kappa times the de-truncated sigma, so that at convergence the window is
         # exactly +-kappa sigma and the truncation correction is consistent with it.
-        new_lo = count_below(active, median[active] - kappa * sigma[active], inclusive=False)
-        new_hi = count_below(active, median[active] + kappa * sigma[active], inclusive=True)
+        # Both window ends in one search: v <= c is v < nextafter(c) for float32 v.
+        k = len(active)
+        ends = count_below(np.concatenate([active, active]), np.concatenate([
+            median[active] - kappa * sigma[active],
+            np.nextafter(median[active] + kappa * sigma[active], np.inf)]))
+        new_lo, new_hi = ends[:k], ends[k:]
         changed = (new_lo != lo[active]) | (new_hi != hi[active])
         if not changed.any():
             break
