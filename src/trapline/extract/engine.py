@@ -59,17 +59,19 @@ def check_pixels(image: Image) -> np.ndarray:
     """The image data as float32 with +-inf blanked; raises ImageError if unusable."""
     data = np.asarray(image.data, dtype=np.float32)
     finite = np.isfinite(data)
-    if not finite.all():
+    all_finite = bool(finite.all())
+    if not all_finite:
         data = np.where(finite, data, np.float32(np.nan))
-    n_valid = int(finite.sum())
+    n_valid = data.size if all_finite else int(finite.sum())
     where = image.path or "image"
     if n_valid < MIN_VALID_PIXELS:
         raise ImageError(
             "no_data", f"{where}: only {n_valid} finite pixels (need {MIN_VALID_PIXELS})"
         )
-    values = data[finite]
-    if float(values.max()) == float(values.min()):
-        raise ImageError("flat", f"{where}: all pixels equal {values[0]!r}: no noise to measure")
+    values = data if all_finite else data[finite]  # no copy for the usual, clean image
+    low, high = float(values.min()), float(values.max())
+    if low == high:
+        raise ImageError("flat", f"{where}: all pixels equal {low!r}: no noise to measure")
     return data
 
 

@@ -112,7 +112,9 @@ def _celestial_wcs(header: fits.Header, path: str) -> WCS:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FITSFixedWarning)
         try:
-            wcs = WCS(header).celestial
+            wcs = WCS(header)
+            if wcs.naxis != 2 or not wcs.is_celestial:  # a cube: keep RA/Dec only
+                wcs = wcs.celestial
         except Exception as exc:
             raise ImageError("no_wcs", f"{path}: invalid WCS ({exc})") from exc
     if wcs.naxis != 2 or not wcs.has_celestial:
