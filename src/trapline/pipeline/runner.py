@@ -214,6 +214,7 @@ class Runner:
             from tqdm import tqdm
 
             bar = tqdm(total=len(sources), unit="img", desc="trapline")
+        finished = False
         try:
             stream = measured_stream(sources, self.config, executor,
                                      self.config.run.max_in_flight * workers)
@@ -222,11 +223,13 @@ class Runner:
                 if bar is not None:
                     bar.update(1)
             self.summary.n_sources = self._n_sources()  # while partition actors live
+            finished = True
         finally:
             if client is not None:
                 client.close()
             elif executor is not None:
-                executor.shutdown(wait=False, cancel_futures=True)
+                # Done: let the idle workers exit (and be reaped); failing: drop the rest.
+                executor.shutdown(wait=finished, cancel_futures=not finished)
             if bar is not None:
                 bar.close()
         self.summary.seconds += time.perf_counter() - start
