@@ -651,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
         help="16 images, 1 repeat, 1,000 small images (about a minute)",
     )
     parser.add_argument("--repeats", type=int, help="throughput runs per setting (3; quick 1)")
+    parser.add_argument("--epochs", type=int,
+                        help="throughput series length, 2 bands each (20; quick 8)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write results here")
     parser.add_argument("--no-pg", action="store_true", help="skip PostgreSQL")
     parser.add_argument(
@@ -673,7 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parts = set(args.only or ("throughput", "flat", "startup"))
     repeats = args.repeats or (1 if args.quick else 3)
-    epochs = 8 if args.quick else 20
+    epochs = args.epochs or (8 if args.quick else 20)
     n_flat = 1_000 if args.quick else 5_000
     cores = default_workers()
 

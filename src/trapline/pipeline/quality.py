@@ -17,7 +17,8 @@ from trapline.pipeline.config import QualitySection
 
 def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:
     """Reasons an image is unusable by itself, or None."""
-    blank = float(np.mean(~np.isfinite(image.data)))
+    data = image.data
+    blank = 1.0 - np.count_nonzero(np.isfinite(data)) / max(data.size, 1)
     if blank > q.max_blank_fraction:
         return f"blanked: {blank:.0%} of pixels are NaN (limit {q.max_blank_fraction:.0%})"
     if not np.isfinite(rms_median) or rms_median <= 0:

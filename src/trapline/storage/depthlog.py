@@ -24,7 +24,7 @@ from trapline.storage import models
 LOG = models.SkyDepthLog.__table__
 
 # Journal rows kept before they are folded into sky_depth.
-CHECKPOINT_IMAGES = 50
+CHECKPOINT_IMAGES = 200
 
 _PACKED = np.dtype([("band", "<i8"), ("cell", "<i8"), ("limit", "<f8"), ("worst", "<f8")])
 
