@@ -92,6 +92,24 @@ class Image:
         if self.wcs.pixel_n_dim != 2 or not self.wcs.has_celestial:
             raise ValueError("image WCS must be 2-D celestial")
 
+    def __getstate__(self) -> dict:
+        # The WCS travels as header text, parsed once per process and pointing
+        # (see trapline.wcstext); its time cards stay behind, time_mjd has the time.
+        from trapline.wcstext import wcs_to_text
+
+        state = self.__dict__.copy()
+        text = wcs_to_text(self.wcs)
+        if text is not None:
+            state["wcs"] = _WcsText(text)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if isinstance(state.get("wcs"), _WcsText):
+            from trapline.wcstext import wcs_from_text
+
+            state = {**state, "wcs": wcs_from_text(state["wcs"].text)}
+        self.__dict__.update(state)
+
     @property
     def shape(self) -> tuple[int, int]:
         return self.data.shape  # type: ignore[return-value]
@@ -120,6 +138,13 @@ class Image:
         """0-based pixel x, y to RA/Dec (deg), RA in [0, 360)."""
         ra, dec = self.wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
         return np.mod(np.asarray(ra), 360.0), np.asarray(dec)
+
+
+@dataclass(frozen=True)
+class _WcsText:
+    """A pickled Image's WCS, as header text."""
+
+    text: str
 
 
 def beam_to_pixels(beam: Beam, wcs: WCS, at: tuple[float, float] | None = None) -> PixelBeam:
