@@ -99,11 +99,12 @@ def least_squares(
         model, _ = _model_and_jacobian(p[idx], islands.x, islands.y, free)
         return np.add.reduceat((z - model) ** 2, islands.starts)
 
-    chi2 = chi2_of(params)
     active = np.ones(n, dtype=bool)
     for _ in range(max_iterations):
         model, jac = _model_and_jacobian(params[idx], islands.x, islands.y, free)
         r = z - model
+        # chi2 at the current parameters (what chi2_of would give, for free)
+        chi2 = np.add.reduceat(r**2, islands.starts)
         jtj = np.add.reduceat(jac[:, :, None] * jac[:, None, :], islands.starts, axis=0)
         jtr = np.add.reduceat(jac * r[:, None], islands.starts, axis=0)
         diag = np.einsum("nii->ni", jtj)
@@ -126,7 +127,6 @@ def least_squares(
         better = solvable & (new_chi2 < chi2) & np.isfinite(new_chi2)
         converged = better & (chi2 - new_chi2 <= 1e-10 * chi2)
         params[better] = trial[better]
-        chi2[better] = new_chi2[better]
         lam = np.where(better, lam / 10.0, lam * 10.0)
         active &= ~converged & (lam < 1e10)
         if not active.any():
