@@ -37,3 +37,15 @@ def test_rms_on_demand_equals_the_full_map(shape, cell):
     assert np.isnan(got[:7]).all() and np.isfinite(got[40:]).all()
     picks = rng.integers(0, shape[0], 50), rng.integers(0, shape[1], 50)
     assert np.array_equal(lazy[picks], maps.rms[picks], equal_nan=True)
+
+
+@pytest.mark.parametrize("shape", [(32, 32), (1024, 32), (64, 64), (70, 33)])
+def test_cell_statistics_leaves_the_image_alone(shape):
+    """Cells are sorted in place: never in the caller's pixels (a single column of
+    cells groups as a view of them)."""
+    from trapline.extract.background import cell_statistics
+
+    data = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    before = data.copy()
+    cell_statistics(data, 32)
+    np.testing.assert_array_equal(data, before)

@@ -110,10 +110,17 @@ def cell_statistics(
     """
     ny, nx = data.shape
     gy, gx = -(-ny // grid), -(-nx // grid)
-    padded = np.full((gy * grid, gx * grid), np.nan, dtype=np.float32)
-    padded[:ny, :nx] = data
+    padded = data
+    if (gy * grid, gx * grid) != (ny, nx) or data.dtype != np.float32:
+        padded = np.full((gy * grid, gx * grid), np.nan, dtype=np.float32)
+        padded[:ny, :nx] = data
+    # One row per cell, sorted in place: a copy, except for a single column of cells,
+    # where the grouping is a view of the caller's array.
     cells = padded.reshape(gy, grid, gx, grid).transpose(0, 2, 1, 3).reshape(gy * gx, grid * grid)
-    ordered = np.sort(cells, axis=1)  # NaN sorts last
+    if np.may_share_memory(cells, data):
+        cells = cells.copy()
+    cells.sort(axis=1)  # NaN sorts last
+    ordered = cells
     n_valid = np.isfinite(ordered).sum(axis=1)
     rows = np.arange(len(cells))
     # Prefix sums relative to each cell's median keep float32 sums free of cancellation.
@@ -125,8 +132,8 @@ def cell_statistics(
     csum = np.zeros((len(cells), grid * grid + 1), dtype=np.float32)
     csum2 = np.zeros_like(csum)
     np.cumsum(filled, axis=1, out=csum[:, 1:])
-    np.square(filled, out=cells)
-    np.cumsum(cells, axis=1, out=csum2[:, 1:])
+    np.square(filled, out=csum2[:, 1:])
+    np.cumsum(csum2[:, 1:], axis=1, out=csum2[:, 1:])
     lo = np.zeros(len(cells), dtype=np.int64)
     hi = n_valid.astype(np.int64)
     width = grid * grid
