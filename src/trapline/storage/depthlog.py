@@ -4,10 +4,10 @@ An image's depth changes (tens of thousands of cells for the first images of a f
 a few thousand later) used to be upserted row by row in its transaction, which made
 them the largest part of storing an image. They are now appended to ``sky_depth_log``
 as one packed row (a single insert, whatever the number of cells) in the image's own
-transaction, so nothing is lost if the run stops; every ``CHECKPOINT_IMAGES`` images,
-and at the end of a run, the journal is folded into ``sky_depth`` (lowest limit,
-highest worst limit per band and cell) and emptied. Resuming reads ``sky_depth`` and
-the at most ``CHECKPOINT_IMAGES`` journal rows: bounded work, however long the run.
+transaction, so nothing is lost if the run stops; at every ``CHECKPOINT_IMAGES``-th
+image id the journal is folded into ``sky_depth`` (lowest limit, highest worst limit
+per band and cell) and emptied. Resuming reads ``sky_depth`` and the fewer than
+``CHECKPOINT_IMAGES`` journal rows: bounded work, however long the run.
 
 Folding is idempotent (min and max) and deletes exactly the rows it read, so several
 writers (sky partitions, listeners) may fold concurrently without loss.
@@ -78,7 +78,7 @@ def checkpoint(conn: Connection, min_rows: int = 1) -> int:
     returns the number of cells written."""
     from trapline.storage.writer import upsert_depth
 
-    if conn.execute(select(func.count()).select_from(LOG)).scalar_one() < min_rows:
+    if min_rows > 1 and conn.execute(select(func.count()).select_from(LOG)).scalar_one() < min_rows:
         return 0
     rows = conn.execute(select(LOG.c.log_id, LOG.c.payload).order_by(LOG.c.log_id)).all()
     if not rows:

@@ -145,13 +145,14 @@ def write_statistics(conn: Connection, result: ImageResult) -> None:
 
 def write_depth(conn: Connection, result: ImageResult, image_id: int) -> None:
     """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`),
-    folding the journal into sky_depth every ``CHECKPOINT_IMAGES`` images."""
+    folding the journal into sky_depth at every ``CHECKPOINT_IMAGES``-th image id (no
+    query needed to decide; the journal never holds more rows than that)."""
     d = result.depth
-    if not len(d):
-        return
-    worst = d.worst if "worst" in d.names() else np.full(len(d), np.nan)
-    depthlog.append(conn, depthlog.merge_depth(d.band, d.cell, d.limit, worst), image_id)
-    depthlog.checkpoint(conn, depthlog.CHECKPOINT_IMAGES)
+    if len(d):
+        worst = d.worst if "worst" in d.names() else np.full(len(d), np.nan)
+        depthlog.append(conn, depthlog.merge_depth(d.band, d.cell, d.limit, worst), image_id)
+    if image_id % depthlog.CHECKPOINT_IMAGES == 0:
+        depthlog.checkpoint(conn)
 
 
 def upsert_depth(conn: Connection, depth: DepthUpdates) -> None:
