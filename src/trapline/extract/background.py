@@ -241,18 +241,23 @@ def _interpolate(grid_values: np.ndarray, shape: tuple[int, int], grid: int) -> 
     thread contention in worker processes).
 
     Along x first, on the small (cells, nx) array; then each image row is its lower
-    cell row plus a fraction of the step to the next, built from whole-row gathers so
-    the result is C-ordered (a column gather would give a transposed layout that makes
-    every later full-image operation several times slower)."""
+    cell row plus a fraction of the step to the next, written block by block of rows
+    that share a cell row: C-ordered (a column gather would give a transposed layout
+    that makes every later full-image operation several times slower) and with no
+    image-sized temporaries."""
     ylo, _, ty = _interpolation_weights(shape[0], grid_values.shape[0], grid)
     xlo, xhi, tx = _interpolation_weights(shape[1], grid_values.shape[1], grid)
     g = grid_values.astype(np.float32)
     cols = np.ascontiguousarray(g[:, xlo] * (1 - tx)[None, :] + g[:, xhi] * tx[None, :])
     step = np.zeros_like(cols)  # the upper neighbour of row ylo is ylo + 1
     step[:-1] = cols[1:] - cols[:-1]
-    out = np.take(step, ylo, axis=0)
-    out *= ty[:, None]
-    out += np.take(cols, ylo, axis=0)
+    out = np.empty(shape, dtype=np.float32)
+    bounds = np.flatnonzero(np.r_[True, ylo[1:] != ylo[:-1], True])  # ylo never decreases
+    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+        row = ylo[start]
+        block = out[start:stop]
+        np.multiply(step[row][None, :], ty[start:stop, None], out=block)
+        block += cols[row]
     return out
 
 
