@@ -16,7 +16,7 @@ writers (sky partitions, listeners) may fold concurrently without loss.
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select
+from sqlalchemy import Connection, delete, insert, select
 
 from trapline.pipeline.records import DepthUpdates
 from trapline.storage import models
@@ -73,13 +73,11 @@ def pending(conn: Connection) -> DepthUpdates:
     return merge_depth(depth.band, depth.cell, depth.limit, depth.worst)
 
 
-def checkpoint(conn: Connection, min_rows: int = 1) -> int:
-    """Fold the journal into sky_depth when it holds at least ``min_rows`` rows;
-    returns the number of cells written."""
+def checkpoint(conn: Connection) -> int:
+    """Fold the journal into sky_depth and empty it; returns the number of cells
+    written."""
     from trapline.storage.writer import upsert_depth
 
-    if min_rows > 1 and conn.execute(select(func.count()).select_from(LOG)).scalar_one() < min_rows:
-        return 0
     rows = conn.execute(select(LOG.c.log_id, LOG.c.payload).order_by(LOG.c.log_id)).all()
     if not rows:
         return 0
