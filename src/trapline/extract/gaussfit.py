@@ -105,7 +105,7 @@ def least_squares(
         r = z - model
         # chi2 at the current parameters (what chi2_of would give, for free)
         chi2 = np.add.reduceat(r**2, islands.starts)
-        jtj = np.add.reduceat(jac[:, :, None] * jac[:, None, :], islands.starts, axis=0)
+        jtj = _segment_gram(jac, islands.starts)
         jtr = np.add.reduceat(jac * r[:, None], islands.starts, axis=0)
         diag = np.einsum("nii->ni", jtj)
         damped = jtj + (lam[:, None] * np.maximum(diag, 1e-30))[:, :, None] * np.eye(k)
@@ -204,14 +204,26 @@ def sandwich_covariance(
     return cov
 
 
+def _segment_gram(jac: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """J^T J of each island's rows of ``jac`` (pixels, k): the k(k+1)/2 distinct
+    products only, mirrored (the same values as the full outer products)."""
+    k = jac.shape[1]
+    upper_i, upper_j = np.triu_indices(k)
+    upper = np.add.reduceat(jac[:, upper_i] * jac[:, upper_j], starts, axis=0)
+    gram = np.empty((len(starts), k, k))
+    gram[:, upper_i, upper_j] = upper
+    gram[:, upper_j, upper_i] = upper
+    return gram
+
+
 def _pair_correlation(islands: Islands, pix: np.ndarray, valid: np.ndarray,
                       inv_beam: np.ndarray) -> np.ndarray:
     """Noise correlation between every pair of pixels of each (padded) island, shape
     (islands, m, m). Island pixels lie on the pixel grid, so a pair's correlation
     depends only on its integer offset: it is looked up in a table of the offsets up
     to the largest island extent rather than evaluated for every pair."""
-    x = islands.x[pix].astype(np.int64)
-    y = islands.y[pix].astype(np.int64)
+    x = islands.x[pix].astype(np.int32)  # int32 halves the traffic of the pair arrays
+    y = islands.y[pix].astype(np.int32)
     x, y = np.where(valid, x, x[:, :1]), np.where(valid, y, y[:, :1])  # padding: any pixel
     extent = int(max((x.max(axis=1) - x.min(axis=1)).max(), (y.max(axis=1) - y.min(axis=1)).max()))
     width = 2 * extent + 1
@@ -220,7 +232,7 @@ def _pair_correlation(islands: Islands, pix: np.ndarray, valid: np.ndarray,
     table = np.exp(-0.25 * (inv_beam[0, 0] * dx * dx + 2 * inv_beam[0, 1] * dx * dy
                             + inv_beam[1, 1] * dy * dy)).ravel()
     # key differences are dy * width + dx, unique for |dx|, |dy| <= extent
-    key = y * width + x
+    key = y * np.int32(width) + x
     offset = key[:, :, None] - key[:, None, :]
-    offset += extent * width + extent
+    offset += np.int32(extent * width + extent)
     return table[offset]
