@@ -29,12 +29,11 @@ CHECKPOINT_IMAGES = 200
 _PACKED = np.dtype([("band", "<i8"), ("cell", "<i8"), ("limit", "<f8"), ("worst", "<f8")])
 
 
-def merge_depth(band: np.ndarray, cell: np.ndarray, limit: np.ndarray,
-                worst: np.ndarray) -> DepthUpdates:
+def merge_depth(depth: DepthUpdates) -> DepthUpdates:
     """One row per (band, cell), sorted: the lowest limit and highest worst limit
     (NaN limits dropped; a NaN worst counts as missing)."""
-    band, cell = np.asarray(band, dtype=np.int64), np.asarray(cell, dtype=np.int64)
-    limit, worst = np.asarray(limit, dtype=float), np.asarray(worst, dtype=float)
+    band, cell = np.asarray(depth.band, dtype=np.int64), np.asarray(depth.cell, dtype=np.int64)
+    limit, worst = np.asarray(depth.limit, dtype=float), np.asarray(depth.worst, dtype=float)
     ok = np.isfinite(limit)
     band, cell, limit, worst = band[ok], cell[ok], limit[ok], worst[ok]
     if not len(band):
@@ -66,11 +65,15 @@ def append(conn: Connection, depth: DepthUpdates, image_id: int) -> None:
                                    "payload": pack(depth)})
 
 
+def _read(conn: Connection) -> tuple[list[int], DepthUpdates]:
+    """The journal's row ids and its changes, merged."""
+    rows = conn.execute(select(LOG.c.log_id, LOG.c.payload).order_by(LOG.c.log_id)).all()
+    return [log_id for log_id, _ in rows], merge_depth(unpack([p for _, p in rows]))
+
+
 def pending(conn: Connection) -> DepthUpdates:
     """The journal's changes, merged (empty when it has been folded)."""
-    payloads = list(conn.scalars(select(LOG.c.payload).order_by(LOG.c.log_id)))
-    depth = unpack(payloads)
-    return merge_depth(depth.band, depth.cell, depth.limit, depth.worst)
+    return _read(conn)[1]
 
 
 def checkpoint(conn: Connection) -> int:
@@ -78,12 +81,10 @@ def checkpoint(conn: Connection) -> int:
     written."""
     from trapline.storage.writer import upsert_depth
 
-    rows = conn.execute(select(LOG.c.log_id, LOG.c.payload).order_by(LOG.c.log_id)).all()
-    if not rows:
+    log_ids, merged = _read(conn)
+    if not log_ids:
         return 0
-    depth = unpack([payload for _, payload in rows])
-    merged = merge_depth(depth.band, depth.cell, depth.limit, depth.worst)
     upsert_depth(conn, merged)
     # Exactly the rows read: one journalled by a concurrent writer meanwhile stays.
-    conn.execute(delete(LOG).where(LOG.c.log_id.in_([log_id for log_id, _ in rows])))
+    conn.execute(delete(LOG).where(LOG.c.log_id.in_(log_ids)))
     return len(merged)

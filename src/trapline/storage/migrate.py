@@ -10,7 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Connection, Engine, MetaData, String, Table, func, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    func,
+    inspect,
+    select,
+)
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -18,7 +29,10 @@ if TYPE_CHECKING:
 MIGRATIONS = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions (a test checks it against Alembic's view).
 HEAD_REVISION = "0003"
-_VERSION_TABLE = Table("alembic_version", MetaData(), Column("version_num", String(32)))
+# Alembic's version table, as Alembic creates it (read here, and created for new databases).
+_VERSION_TABLE = Table("alembic_version", MetaData(),
+                       Column("version_num", String(32), nullable=False),
+                       PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
 # Any constant: serialises concurrent upgrades of one PostgreSQL database.
 _LOCK_ID = 0x7A1E
 
@@ -94,10 +108,8 @@ def _create_fresh(engine: Engine) -> bool:
         if set(inspect(conn).get_table_names()) & (set(Base.metadata.tables) | {"alembic_version"}):
             return False
         Base.metadata.create_all(conn)
-        version = Table("alembic_version", MetaData(),
-                        Column("version_num", String(32), primary_key=True))
-        version.create(conn)
-        conn.execute(version.insert().values(version_num=HEAD_REVISION))
+        _VERSION_TABLE.create(conn)
+        conn.execute(_VERSION_TABLE.insert().values(version_num=HEAD_REVISION))
     return True
 
 

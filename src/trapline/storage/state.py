@@ -67,8 +67,9 @@ def load_state(conn: Connection) -> StoredState:
     # The depth map: sky_depth plus the journal not yet folded into it (bounded).
     stored = _read_columns(conn, d, DepthUpdates, [d.band, d.cell])
     journal = depthlog.pending(conn)
-    depth = depthlog.merge_depth(*(np.concatenate([getattr(stored, n), getattr(journal, n)])
-                                   for n in ("band", "cell", "limit", "worst")))
+    both = {n: np.concatenate([getattr(stored, n), getattr(journal, n)])
+            for n in DepthUpdates.names()}
+    depth = depthlog.merge_depth(DepthUpdates(**both))
     monitors = [
         MonitorEntry(*row)
         for row in conn.execute(

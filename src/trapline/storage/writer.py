@@ -147,10 +147,8 @@ def write_depth(conn: Connection, result: ImageResult, image_id: int) -> None:
     """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`),
     folding the journal into sky_depth at every ``CHECKPOINT_IMAGES``-th image id (no
     query needed to decide; the journal never holds more rows than that)."""
-    d = result.depth
-    if len(d):
-        worst = d.worst if "worst" in d.names() else np.full(len(d), np.nan)
-        depthlog.append(conn, depthlog.merge_depth(d.band, d.cell, d.limit, worst), image_id)
+    if len(result.depth):
+        depthlog.append(conn, depthlog.merge_depth(result.depth), image_id)
     if image_id % depthlog.CHECKPOINT_IMAGES == 0:
         depthlog.checkpoint(conn)
 
