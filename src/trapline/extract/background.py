@@ -61,9 +61,8 @@ class GridMap:
     def _axis_weights(self):
         weights = getattr(self, "_weights", None)
         if weights is None:
-            ylo, _, ty = _interpolation_weights(self.shape[0], self.cells.shape[0], self.cell)
+            ylo, yhi, ty = _interpolation_weights(self.shape[0], self.cells.shape[0], self.cell)
             xlo, xhi, tx = _interpolation_weights(self.shape[1], self.cells.shape[1], self.cell)
-            yhi = np.minimum(ylo + 1, self.cells.shape[0] - 1)
             weights = self._weights = (ylo, yhi, ty, xlo, xhi, tx, 1 - tx)
         return weights
 

@@ -128,7 +128,7 @@ def label_pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     The graph of neighbouring mask pixels goes to a sparse connected-components
     search, so the cost follows the ~1% of pixels above the analysis threshold rather
     than the whole image."""
-    ny, nx = mask.shape
+    nx = mask.shape[1]
     flat = np.flatnonzero(mask)
     if len(flat) == 0:
         return flat, np.zeros(0, dtype=np.int64), 0
