@@ -59,15 +59,25 @@ def db_url(request):
     return request.getfixturevalue(f"{request.param}_url")
 
 
-@pytest.fixture
-def store(db_url):
-    """A Store on an empty database upgraded to the newest schema."""
+def upgraded_store(url: str):
+    """A Store on ``url`` upgraded to the newest schema, closed afterwards."""
     from trapline.storage import Store
 
-    store = Store(db_url)
-    store.upgrade()
-    yield store
-    store.close()
+    with Store(url) as store:
+        store.upgrade()
+        yield store
+
+
+@pytest.fixture
+def store(db_url):
+    """A Store on an empty database (SQLite, then PostgreSQL) at the newest schema."""
+    yield from upgraded_store(db_url)
+
+
+@pytest.fixture
+def pg_store(postgresql_url):
+    """A Store on an empty PostgreSQL database at the newest schema."""
+    yield from upgraded_store(postgresql_url)
 
 
 

@@ -384,14 +384,6 @@ def test_load_state_round_trip(store):
     run.close()
 
 
-@pytest.fixture
-def pg_store(postgresql_url):
-    store = Store(postgresql_url)
-    store.upgrade()
-    yield store
-    store.close()
-
-
 @pytest.mark.postgres
 def test_postgres_writes_measurements_with_copy(pg_store, monkeypatch):
     calls = []
