@@ -33,12 +33,6 @@ class StoredState:
     depth: DepthUpdates
     monitors: list[MonitorEntry] = field(default_factory=list)
     values: dict[str, str] = field(default_factory=dict)
-    image_keys: set[str] = field(default_factory=set)
-
-    @property
-    def n_images(self) -> int:
-        """Number of images stored (accepted or rejected)."""
-        return len(self.image_keys)
 
 
 _INT_COLUMNS = {"source_id", "band", "n", "n_blind", "n_forced", "misses", "cell"}
@@ -62,7 +56,8 @@ def _read_columns(conn: Connection, model, cls: type[Columns], order_by) -> Colu
 
 
 def load_state(conn: Connection) -> StoredState:
-    """Read the resumable state of the run stored on ``conn``."""
+    """Read the resumable state of the run stored on ``conn``. Image rows are not read:
+    a re-run image is found by its key when it comes (``Store.has_image``)."""
     s, b, d = models.Source, models.BandStatistics, models.SkyDepth
     # The depth map: sky_depth plus the journal not yet folded into it (bounded).
     stored = _read_columns(conn, d, DepthUpdates, [d.band, d.cell])
@@ -84,12 +79,10 @@ def load_state(conn: Connection) -> StoredState:
         )
     ]
     values = dict(conn.execute(select(models.PipelineState.key, models.PipelineState.value)).all())
-    keys = set(conn.scalars(select(models.Image.image_key)))
     return StoredState(
         sources=_read_columns(conn, s, SourceStates, [s.source_id]),
         statistics=_read_columns(conn, b, BandStatistics, [b.source_id, b.band]),
         depth=depth,
         monitors=monitors,
         values=values,
-        image_keys=keys,
     )
