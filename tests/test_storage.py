@@ -352,6 +352,64 @@ def test_depth_journal_is_folded_and_resumes_exactly(store):
     check()
 
 
+def test_depth_fold_is_spread_over_writes_and_survives_being_cut_short(store, monkeypatch):
+    """A fold goes into sky_depth a slice per image write (no stall on one image); at
+    every write, and after a fold cut short by a lost process, a resume reads exactly
+    the lowest and highest limits; closing the store finishes a fold in progress."""
+    from trapline.storage import Store, depthlog
+
+    monkeypatch.setattr(depthlog, "CHECKPOINT_IMAGES", 10)
+    monkeypatch.setattr(depthlog, "FOLD_MIN_CELLS", 40)
+    rng = np.random.default_rng(8)
+    seen: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def write(target: Store, i: int) -> None:
+        cells = rng.choice(5000, 60, replace=False)
+        band = rng.integers(0, 2, 60)
+        limit = rng.uniform(1, 10, 60)
+        worst = limit * rng.uniform(1, 2, 60)
+        for b, c, lo, hi in zip(band.tolist(), cells.tolist(), limit, worst, strict=True):
+            old = seen.get((b, c), (np.inf, -np.inf))
+            seen[(b, c)] = (min(old[0], lo), max(old[1], hi))
+        target.write(make_result(f"img{i}", [1], depth=DepthUpdates(
+            band=band, cell=cells, limit=limit, worst=worst)))
+
+    def check(target: Store) -> None:
+        got = target.load_state().depth
+        keys = sorted(seen)
+        assert list(zip(got.band.tolist(), got.cell.tolist(), strict=True)) == keys
+        np.testing.assert_array_equal(got.limit, [seen[k][0] for k in keys])
+        np.testing.assert_array_equal(got.worst, [seen[k][1] for k in keys])
+
+    slices = []
+    for i in range(30):
+        write(store, i)
+        check(store)
+        if store._fold is not None:
+            slices.append(store._fold.done)
+        assert count(store, "sky_depth_log") < depthlog.CHECKPOINT_IMAGES + depthlog.FOLD_IMAGES
+    # ~600 merged cells at image 10, 40 a write: spread over many writes, not one (a
+    # second fold starts at image 30 with its first slice).
+    assert len(slices) >= 10 and all(
+        b in (a + 40, 40) for a, b in zip(slices[:-1], slices[1:], strict=True))
+    # A fold in progress dies with its process: the next store folds it again, exactly.
+    assert store._fold is not None
+    lost = store._fold
+    store._fold = None
+    with Store(store.url) as other:
+        for i in range(30, 41):
+            write(other, i)
+            check(other)
+        assert other._fold is not None  # started at image 40
+        journal = count(other, "sky_depth_log")
+    # Closing finished it: the rows it read are gone, later ones stay.
+    assert count(store, "sky_depth_log") < journal
+    with store.engine.connect() as conn:
+        left = {r[0] for r in conn.execute(depthlog.select(depthlog.LOG.c.log_id))}
+    assert not left & set(lost.log_ids)
+    check(store)
+
+
 def test_load_state_round_trip(store):
     first = make_result("a", np.arange(12), seed=3)
     first.sources.ra_err[2] = np.nan

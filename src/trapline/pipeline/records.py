@@ -68,6 +68,10 @@ class Columns:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.names()}
 
+    def rows(self, index: slice | np.ndarray):
+        """The rows at ``index`` (a slice, integer or boolean array), same type."""
+        return type(self)(**{name: getattr(self, name)[index] for name in self.names()})
+
 
 @dataclass
 class Measurements(Columns):

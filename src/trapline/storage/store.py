@@ -36,6 +36,7 @@ class Store:
         self.engine = make_engine(self.url)
         self.retries = retries
         self.backoff_s = backoff_s
+        self._fold: depthlog.Fold | None = None  # the depth journal fold in progress
 
     def __repr__(self) -> str:
         return f"Store({describe(self.url)!r})"
@@ -47,8 +48,20 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Release the connections."""
+        """Finish a depth journal fold in progress (a resume would otherwise find up to
+        ``FOLD_IMAGES`` more journal rows, harmless but avoidable), release the
+        connections."""
+        if self._fold is not None:
+            fold, self._fold = self._fold, None
+            try:
+                self._retry("fold the sky depth journal into", lambda: self._finish(fold))
+            except StorageError as exc:
+                log.warning("%s; the next run folds it", exc)
         self.engine.dispose()
+
+    def _finish(self, fold: depthlog.Fold) -> None:
+        with self.engine.begin() as conn:
+            depthlog.fold_step(conn, fold, len(fold.merged))
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest revision (safe at every start)."""
@@ -73,24 +86,33 @@ class Store:
 
         Returns None, writing nothing, when the image_key is already stored (a re-run).
         ``state`` optionally sets pipeline_state values in the same transaction (e.g.
-        the next source id, so that it always matches the stored sources)."""
+        the next source id, so that it always matches the stored sources). The
+        transaction also carries the depth journal's fold a slice further."""
 
         def run() -> int | None:
             with self.engine.begin() as conn:
-                return writer.write_result(conn, result, state)
+                image_id = writer.write_result(conn, result, state)
+                fold = self._fold
+                if image_id is not None:
+                    fold = depthlog.after_write(conn, fold, image_id)
+            self._fold = fold  # committed
+            return image_id
 
         return self._retry(f"write image {result.image.image_key!r} to", run)
 
     def checkpoint_depth(self) -> int:
-        """Fold the sky depth journal into sky_depth now (writing does it every
-        ``depthlog.CHECKPOINT_IMAGES`` images); returns the number of cells written.
-        Resuming reads both, so this is never needed for correctness."""
+        """Fold the whole sky depth journal into sky_depth now (writing does it a slice
+        at a time from every ``depthlog.CHECKPOINT_IMAGES``-th image); returns the
+        number of cells written. Resuming reads both, so this is never needed for
+        correctness."""
 
         def run() -> int:
             with self.engine.begin() as conn:
                 return depthlog.checkpoint(conn)
 
-        return self._retry("fold the sky depth journal into", run)
+        n = self._retry("fold the sky depth journal into", run)
+        self._fold = None  # what it held is folded too
+        return n
 
     def load_state(self) -> StoredState:
         """What the pipeline needs to resume: sources, statistics, depth, monitors..."""

@@ -144,13 +144,10 @@ def write_statistics(conn: Connection, result: ImageResult) -> None:
 
 
 def write_depth(conn: Connection, result: ImageResult, image_id: int) -> None:
-    """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`),
-    folding the journal into sky_depth at every ``CHECKPOINT_IMAGES``-th image id (no
-    query needed to decide; the journal never holds more rows than that)."""
+    """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`;
+    the writer carries the folds, ``Store.write`` here)."""
     if len(result.depth):
         depthlog.append(conn, depthlog.merge_depth(result.depth), image_id)
-    if image_id % depthlog.CHECKPOINT_IMAGES == 0:
-        depthlog.checkpoint(conn)
 
 
 def upsert_depth(conn: Connection, depth: DepthUpdates) -> None:
