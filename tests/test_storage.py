@@ -317,74 +317,66 @@ def test_sky_depth_keeps_the_lowest_limit(store, n_extra):
     assert len(got) == 4 + n_extra
 
 
+class DepthTruth:
+    """Random depth changes written image by image, with the lowest limit and highest
+    worst limit per (band, cell) kept by brute force beside them."""
+
+    def __init__(self, seed: int, n_cells: int, per_image: int):
+        self.rng = np.random.default_rng(seed)
+        self.n_cells, self.per_image = n_cells, per_image
+        self.seen: dict[tuple[int, int], tuple[float, float]] = {}
+
+    def write(self, store: Store, key: str) -> None:
+        rng, n = self.rng, self.per_image
+        cells = rng.choice(self.n_cells, n, replace=False)
+        band = rng.integers(0, 2, n)
+        limit = rng.uniform(1, 10, n)
+        worst = limit * rng.uniform(1, 2, n)
+        for b, c, lo, hi in zip(band.tolist(), cells.tolist(), limit, worst, strict=True):
+            old = self.seen.get((b, c), (np.inf, -np.inf))
+            self.seen[(b, c)] = (min(old[0], lo), max(old[1], hi))
+        store.write(make_result(key, [1], depth=DepthUpdates(
+            band=band, cell=cells, limit=limit, worst=worst)))
+
+    def check(self, store: Store) -> None:
+        """What a resume reads is exactly the brute-force depth map."""
+        got = store.load_state().depth
+        keys = sorted(self.seen)
+        assert list(zip(got.band.tolist(), got.cell.tolist(), strict=True)) == keys
+        np.testing.assert_array_equal(got.limit, [self.seen[k][0] for k in keys])
+        np.testing.assert_array_equal(got.worst, [self.seen[k][1] for k in keys])
+
+
 def test_depth_journal_is_folded_and_resumes_exactly(store):
     """Depth changes go to the journal with their image and are folded into sky_depth
     every CHECKPOINT_IMAGES images; what a resume reads is the same before and after
     folding, and equals the lowest limit and highest worst limit per band and cell."""
     from trapline.storage.depthlog import CHECKPOINT_IMAGES
 
-    rng = np.random.default_rng(5)
-    seen: dict[tuple[int, int], tuple[float, float]] = {}
+    truth = DepthTruth(seed=5, n_cells=400, per_image=120)
     for i in range(CHECKPOINT_IMAGES + 7):
-        cells = rng.choice(400, 120, replace=False)
-        band = rng.integers(0, 2, 120)
-        limit = rng.uniform(1, 10, 120)
-        worst = limit * rng.uniform(1, 2, 120)
-        for b, c, lo, hi in zip(band.tolist(), cells.tolist(), limit, worst, strict=True):
-            old = seen.get((b, c), (np.inf, -np.inf))
-            seen[(b, c)] = (min(old[0], lo), max(old[1], hi))
-        store.write(make_result(f"img{i}", [1], depth=DepthUpdates(
-            band=band, cell=cells, limit=limit, worst=worst)))
+        truth.write(store, f"img{i}")
         assert count(store, "sky_depth_log") < CHECKPOINT_IMAGES
     assert 0 < count(store, "sky_depth") and count(store, "sky_depth_log") == 7
-    keys = sorted(seen)
-    expected = (np.array([seen[k][0] for k in keys]), np.array([seen[k][1] for k in keys]))
-
-    def check() -> None:
-        got = store.load_state().depth
-        assert list(zip(got.band.tolist(), got.cell.tolist(), strict=True)) == keys
-        np.testing.assert_array_equal(got.limit, expected[0])
-        np.testing.assert_array_equal(got.worst, expected[1])
-
-    check()  # sky_depth plus the journal's last 7 images
+    truth.check(store)  # sky_depth plus the journal's last 7 images
     assert store.checkpoint_depth() > 0
     assert count(store, "sky_depth_log") == 0
-    check()
+    truth.check(store)
 
 
 def test_depth_fold_is_spread_over_writes_and_survives_being_cut_short(store, monkeypatch):
     """A fold goes into sky_depth a slice per image write (no stall on one image); at
     every write, and after a fold cut short by a lost process, a resume reads exactly
     the lowest and highest limits; closing the store finishes a fold in progress."""
-    from trapline.storage import Store, depthlog
+    from trapline.storage import depthlog
 
     monkeypatch.setattr(depthlog, "CHECKPOINT_IMAGES", 10)
     monkeypatch.setattr(depthlog, "FOLD_MIN_CELLS", 40)
-    rng = np.random.default_rng(8)
-    seen: dict[tuple[int, int], tuple[float, float]] = {}
-
-    def write(target: Store, i: int) -> None:
-        cells = rng.choice(5000, 60, replace=False)
-        band = rng.integers(0, 2, 60)
-        limit = rng.uniform(1, 10, 60)
-        worst = limit * rng.uniform(1, 2, 60)
-        for b, c, lo, hi in zip(band.tolist(), cells.tolist(), limit, worst, strict=True):
-            old = seen.get((b, c), (np.inf, -np.inf))
-            seen[(b, c)] = (min(old[0], lo), max(old[1], hi))
-        target.write(make_result(f"img{i}", [1], depth=DepthUpdates(
-            band=band, cell=cells, limit=limit, worst=worst)))
-
-    def check(target: Store) -> None:
-        got = target.load_state().depth
-        keys = sorted(seen)
-        assert list(zip(got.band.tolist(), got.cell.tolist(), strict=True)) == keys
-        np.testing.assert_array_equal(got.limit, [seen[k][0] for k in keys])
-        np.testing.assert_array_equal(got.worst, [seen[k][1] for k in keys])
-
+    truth = DepthTruth(seed=8, n_cells=5000, per_image=60)
     slices = []
     for i in range(30):
-        write(store, i)
-        check(store)
+        truth.write(store, f"img{i}")
+        truth.check(store)
         if store._fold is not None:
             slices.append(store._fold.done)
         assert count(store, "sky_depth_log") < depthlog.CHECKPOINT_IMAGES + depthlog.FOLD_IMAGES
@@ -398,8 +390,8 @@ def test_depth_fold_is_spread_over_writes_and_survives_being_cut_short(store, mo
     store._fold = None
     with Store(store.url) as other:
         for i in range(30, 41):
-            write(other, i)
-            check(other)
+            truth.write(other, f"img{i}")
+            truth.check(other)
         assert other._fold is not None  # started at image 40
         journal = count(other, "sky_depth_log")
     # Closing finished it: the rows it read are gone, later ones stay.
@@ -407,7 +399,7 @@ def test_depth_fold_is_spread_over_writes_and_survives_being_cut_short(store, mo
     with store.engine.connect() as conn:
         left = {r[0] for r in conn.execute(depthlog.select(depthlog.LOG.c.log_id))}
     assert not left & set(lost.log_ids)
-    check(store)
+    truth.check(store)
 
 
 def test_load_state_round_trip(store):
