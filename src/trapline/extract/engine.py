@@ -15,6 +15,7 @@ from trapline.extract.config import ExtractionConfig
 from trapline.extract.forced import ForcedMeasurements, forced_fit_pixels
 from trapline.extract.islands import find_islands
 from trapline.extract.moments import PixelShapes
+from trapline.extract.morphology import binary_opening3
 from trapline.extract.sky import (
     axes_covariance,
     beam_covariance,
@@ -127,9 +128,7 @@ def blanked_regions(data: np.ndarray) -> np.ndarray | None:
     nan = ~np.isfinite(data)
     if not nan.any():
         return None
-    from scipy import ndimage
-
-    return ndimage.binary_opening(nan, structure=np.ones((3, 3), dtype=bool))
+    return binary_opening3(nan)
 
 
 def _select(shapes: PixelShapes, mask: np.ndarray) -> PixelShapes:

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from trapline.extract.morphology import touches
 
 EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
@@ -92,8 +93,7 @@ def find_islands(
         py, px = np.divmod(flat, nx)
         border = (px == 0) | (py == 0) | (px == nx - 1) | (py == ny - 1)
         if blanked is not None:
-            near = ndimage.binary_dilation(blanked, structure=EIGHT_CONNECTED)
-            border |= near.ravel()[flat]
+            border |= touches(blanked, py, px)
         keep &= ~np.logical_or.reduceat(border, starts)
     if margin > 0:
         is_peak = snr == np.repeat(peak_snr, counts)
