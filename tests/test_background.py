@@ -49,3 +49,30 @@ def test_cell_statistics_leaves_the_image_alone(shape):
     before = data.copy()
     cell_statistics(data, 32)
     np.testing.assert_array_equal(data, before)
+
+
+@pytest.mark.parametrize("outside", [1e-8, 1e-5, 0.0])
+def test_numerical_blanking_beyond_a_field_edge_gives_no_sources(outside):
+    """A field whose pixels beyond a disc are written as tiny numbers instead of NaN
+    (as the 3C295 LOFAR image is): the cells straddling the edge must not take the
+    blanking's rms, which gave the pure noise beside it S/N in the hundreds (10 false
+    sources here at 1e-8)."""
+    from trapline.extract import ExtractionConfig, extract
+    from trapline.image import Beam, Image
+
+    rng = np.random.default_rng(4)
+    ny = nx = 256
+    data = rng.standard_normal((ny, nx))
+    yy, xx = np.mgrid[:ny, :nx]
+    disc = np.hypot(yy - 127.5, xx - 127.5) <= 100
+    data[~disc] *= outside
+    grid_rms = background_maps(data.astype(np.float32), 32).grid_rms
+    assert np.nanmin(grid_rms) > 0.5  # every cell kept has the disc's noise, ~1
+    from astropy.wcs import WCS
+
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
+    wcs.wcs.crval, wcs.wcs.crpix, wcs.wcs.cdelt = [180.0, 40.0], [128, 128], [-0.01, 0.01]
+    image = Image(data=data.astype(np.float32), wcs=wcs, beam=Beam(0.03, 0.03, 0.0),
+                  time_mjd=60000.0, freq_hz=1.4e8)
+    assert len(extract(image, ExtractionConfig(detection_sigma=5)).sources) == 0

@@ -83,6 +83,10 @@ class GridMap:
         return out
 
 
+# A cell rms below this fraction of the median cell rms is blanking, not noise.
+NEGLIGIBLE_RMS = 1e-4
+
+
 def _truncation_factor(kappa: float) -> float:
     """Std of a unit Gaussian truncated at +-kappa."""
     phi = math.exp(-0.5 * kappa * kappa) / math.sqrt(2 * math.pi)
@@ -191,6 +195,18 @@ def cell_statistics(
     skewed = np.abs(mean - median) / np.maximum(rms, 1e-30) > 0.3
     background = np.where(skewed, median, 2.5 * median - 1.5 * mean) + offset
     bad = (n_valid < min_fraction * grid * grid) | (n < 3) | ~(rms > 0)
+    if not bad.all():
+        # Blanking written as numbers (zeros, 1e-8 beyond a field's edge) is no noise:
+        # values within NEGLIGIBLE_RMS of the typical rms from zero count as blank, so a
+        # cell that is mostly such values (its clipped window closes onto them and its
+        # rms collapses, giving the real noise beside it S/N in the hundreds) takes its
+        # neighbours' values like a cell of NaNs. Noise alone puts ~1e-4 of its pixels
+        # there, far from the 1 - min_fraction that makes a cell blank.
+        tiny = NEGLIGIBLE_RMS * np.median(rms[~bad])
+        ends = count_below(np.concatenate([rows, rows]), np.concatenate([
+            -tiny - offset, np.nextafter(np.float32(tiny) - offset, np.float32(np.inf))]))
+        n_blank = ends[len(rows):] - ends[: len(rows)]
+        bad |= (n_valid - n_blank < min_fraction * grid * grid) | (rms < tiny)
     background[bad] = np.nan
     rms[bad] = np.nan
     return background.reshape(gy, gx), rms.reshape(gy, gx)
