@@ -25,6 +25,11 @@ from trapline.pipeline.records import DepthUpdates
 # A stored limit is rewritten only when it changed by more than this fraction, so the
 # first images of a run do not rewrite every cell each time the rms estimate wobbles.
 WRITE_TOLERANCE = 0.01
+# A footprint is reused while the image's pixels moved less than this on the sky
+# (the rms map it is read from is smooth over tens of pixels).
+FOOTPRINT_SHIFT_PIX = 0.5
+# Candidate cells are found this many HEALPix levels coarser (64 times fewer), then split.
+COARSE_LEVELS = 3
 
 
 def nside_for_beam(bmaj_deg: float, beams_per_cell: float = 2.0) -> int:
@@ -63,7 +68,7 @@ class DepthMap:
         self._best: dict[int, np.ndarray] = {}
         self._worst: dict[int, np.ndarray] = {}
         self._written: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._footprints: dict[tuple, Footprint] = {}
+        self._footprints: dict[tuple, list] = {}  # geometry -> [(wcs, Footprint)]
 
     def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
         if self.healpix is None:
@@ -126,35 +131,26 @@ class DepthMap:
         return out_best, out_worst
 
     def footprint(self, image) -> Footprint:
-        """Cells whose centre falls on the image (cached per pointing and geometry)."""
+        """Cells whose centre falls on the image, with the pixel at each centre.
+
+        Computed once per pointing and geometry, and reused for later images of the same
+        geometry whose pixels lie within ``FOOTPRINT_SHIFT_PIX`` of where they were: a
+        zenith-pointed all-sky monitor's RA moves at the sidereal rate (a 2300x2300
+        AARTFAAC image by ~0.1 pixel a second), so every image has a new WCS, but the
+        depth lookup does not need a new footprint for each."""
         hp = self._ensure_healpix(image.beam.bmaj_deg)
         w = image.wcs.wcs
-        key = (tuple(w.ctype), tuple(w.crval), tuple(w.crpix), tuple(w.cdelt),
-               tuple(w.get_pc().ravel()), image.shape)
-        fp = self._footprints.get(key)
-        if fp is None:
-            # Cells touched by a grid of pixels finer than a cell, then kept if their
-            # centre falls on the image (a cone search is far slower at high nside).
-            ny, nx = image.shape
-            cell_px = hp.pixel_resolution.to_value(u.deg) / abs(image.pixel_scale_deg[1])
-            step = max(1, int(cell_px / 2))
-            gy, gx = np.mgrid[0:ny:step, 0:nx:step]
-            with np.errstate(invalid="ignore"):
-                ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
-            good = np.isfinite(ra) & np.isfinite(dec)
-            cells = np.unique(hp.lonlat_to_healpix(Longitude(ra[good] * u.deg),
-                                                   Latitude(dec[good] * u.deg)))
-            lon, lat = hp.healpix_to_lonlat(cells)
-            with np.errstate(invalid="ignore"):
-                x, y = image.sky_to_pixel(lon.to_value(u.deg), lat.to_value(u.deg))
-            ok = np.isfinite(x) & np.isfinite(y)
-            ok &= (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
-            cells = np.asarray(cells)[ok]
-            fp = Footprint(self._slots(cells, create=True),
-                           np.rint(x[ok]).astype(np.int64), np.rint(y[ok]).astype(np.int64))
-            if len(self._footprints) > 64:
-                self._footprints.clear()
-            self._footprints[key] = fp
+        geometry = (tuple(w.ctype), tuple(w.crpix), tuple(w.cdelt),
+                    tuple(w.get_pc().ravel()), image.shape)
+        cached = self._footprints.setdefault(geometry, [])
+        for wcs, fp in cached:
+            if _max_shift_pix(wcs, image.wcs, image.shape) < FOOTPRINT_SHIFT_PIX:
+                return fp
+        cells, x, y = cells_on_image(hp, image)
+        fp = Footprint(self._slots(cells, create=True), x, y)
+        if len(cached) >= 8:  # a few pointings of one geometry; oldest out
+            cached.pop(0)
+        cached.append((image.wcs.deepcopy(), fp))
         return fp
 
     def update(self, band: int, footprint: Footprint, rms: np.ndarray,
@@ -187,3 +183,61 @@ class DepthMap:
             best_arr, worst_arr, (w_best, w_worst) = self._arrays(int(b))
             best_arr[slots[sel]] = w_best[slots[sel]] = limit[sel]
             worst_arr[slots[sel]] = w_worst[slots[sel]] = worst[sel]
+
+
+def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The nested HEALPix cells whose centre falls on the image (sorted), and the pixel
+    (0-based x, y, rounded) at each centre.
+
+    The search runs on cells ``COARSE_LEVELS`` coarser: those under a grid of pixels
+    half a coarse cell apart, then, ring by ring, the neighbours of every coarse cell
+    that has a fine cell on the image, until none is added (this reaches the slivers at
+    the image edges and an all-sky image's horizon, which no grid point reaches: SIN
+    squeezes the last degrees above it into a pixel). Coarse cells are split into
+    their fine children, so the work is that of the cells on the image."""
+    ny, nx = image.shape
+    levels = min(COARSE_LEVELS, int(math.log2(hp.nside)))
+    coarse = HEALPix(nside=hp.nside >> levels, order="nested")
+    cell_px = coarse.pixel_resolution.to_value(u.deg) / abs(image.pixel_scale_deg[1])
+    step = max(1, int(cell_px / 2))
+    gy, gx = np.meshgrid(np.unique(np.r_[0:ny:step, ny - 1]), np.unique(np.r_[0:nx:step, nx - 1]),
+                         indexing="ij")
+    with np.errstate(invalid="ignore"):
+        ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
+    good = np.isfinite(ra) & np.isfinite(dec)
+    frontier = np.unique(coarse.lonlat_to_healpix(Longitude(ra[good] * u.deg),
+                                                   Latitude(dec[good] * u.deg)))
+    seen = frontier
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    while len(frontier):
+        cells = ((frontier[:, None] << (2 * levels)) + np.arange(4**levels)).ravel()
+        lon, lat = hp.healpix_to_lonlat(cells)
+        with np.errstate(invalid="ignore"):
+            x, y = image.sky_to_pixel(lon.to_value(u.deg), lat.to_value(u.deg))
+        ok = np.isfinite(x) & np.isfinite(y)
+        ok &= (x > -0.5) & (x < nx - 0.5) & (y > -0.5) & (y < ny - 0.5)
+        found.append((cells[ok], x[ok], y[ok]))
+        productive = frontier[ok.reshape(len(frontier), -1).any(axis=1)]
+        with np.errstate(invalid="ignore"):
+            around = coarse.neighbours(productive).ravel()
+        frontier = np.setdiff1d(around[around >= 0], seen)
+        seen = np.union1d(seen, frontier)
+    cells, x, y = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    order = np.argsort(cells)
+    return (cells[order], np.rint(x[order]).astype(np.int64),
+            np.rint(y[order]).astype(np.int64))
+
+
+def _max_shift_pix(old, new, shape: tuple[int, int]) -> float:
+    """How far (pixels) the sky moved between two WCSs of one geometry, at most, over
+    a 9x9 grid of the image (the change is a rotation of the sky: smooth); points that
+    are off the sky in either (beyond an all-sky image's horizon) do not count."""
+    ny, nx = shape
+    gy, gx = (g.ravel() for g in np.meshgrid(np.linspace(0, ny - 1, 9),
+                                              np.linspace(0, nx - 1, 9), indexing="ij"))
+    with np.errstate(invalid="ignore"):
+        ra, dec = old.all_pix2world(gx, gy, 0)
+        x, y = new.all_world2pix(ra, dec, 0)
+    shift = np.hypot(x - gx, y - gy)
+    shift = shift[np.isfinite(shift)]
+    return float(shift.max()) if len(shift) > len(gx) // 4 else math.inf
