@@ -91,6 +91,8 @@ class PartitionedPipeline:
                 ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
             good = np.isfinite(ra) & np.isfinite(dec)
             tiles = np.unique(np.concatenate(self.tiles_near(ra[good], dec[good])))
+            if len(self._footprints) >= 64:  # a drifting pointing is new every image
+                self._footprints.clear()
             self._footprints[key] = tiles
         return tiles
 
