@@ -105,6 +105,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="AARTFAAC-like all-sky image: the horizon is a circle, NaN beyond it",
     )
+    g.add_argument(
+        "--drift",
+        action="store_true",
+        help="the centre's RA follows the sky's rotation (a zenith-pointed all-sky "
+             "monitor): every epoch has its own WCS",
+    )
     p = parser.add_argument_group("sources")
     p.add_argument(
         "--n-steady",
@@ -204,6 +210,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         freq_hz=args.freq_mhz * 1e6,
         band_spacing_hz=args.band_spacing_mhz * 1e6,
         allsky=args.allsky,
+        drift=args.drift,
         n_steady=args.n_steady,
         n_variable=args.n_variable,
         n_transient=args.n_transient,

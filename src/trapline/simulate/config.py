@@ -23,6 +23,8 @@ DEFAULT_BEAM_PIXELS = (4.0, 3.0, 30.0)
 """Default beam: FWHM major and minor axes in pixels, position angle (deg east of north)."""
 
 RAD_DEG = 180.0 / math.pi
+SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
+"""The sky's rotation rate (deg per second of time): once round per sidereal day."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ class SimulationConfig:
         bandwidth_hz: bandwidth of each band image (Hz).
         allsky: AARTFAAC-like all-sky image: SIN projection with the horizon on a circle;
             pixels beyond it are NaN and sources are only placed inside.
+        drift: the field centre turns with the sky, as a zenith-pointed all-sky
+            monitor's does: its RA grows at the sidereal rate (15.04 arcsec per second
+            of the series), so every epoch has its own WCS and the sources move across
+            the image (and may set below an all-sky image's horizon).
         telescope: TELESCOP header value.
 
     Populations (peak fluxes are drawn as signal-to-noise ratios ``snr * rms_jy``, so that
@@ -90,6 +96,7 @@ class SimulationConfig:
     band_spacing_hz: float = 5e6
     bandwidth_hz: float = 2e6
     allsky: bool = False
+    drift: bool = False
     telescope: str = "SIMULATED"
 
     n_steady: int = 50
@@ -193,18 +200,30 @@ class SimulationConfig:
             return None
         return min(RAD_DEG / self.pixel_deg, self.size / 2.0 - 1.0)
 
-    def wcs(self) -> WCS:
-        """A new 2-D celestial WCS: RA---SIN/DEC--SIN centred on (ra_deg, dec_deg)."""
+    def wcs(self, epoch: int = 0) -> WCS:
+        """A new 2-D celestial WCS of an epoch: RA---SIN/DEC--SIN centred on (ra_deg,
+        dec_deg), the RA moved by the sidereal drift when ``drift``."""
         wcs = WCS(naxis=2)
         cx, cy = self.center_pix
+        drift = SIDEREAL_DEG_PER_S * epoch * self.cadence_s if self.drift else 0.0
         wcs.wcs.ctype = ["RA---SIN", "DEC--SIN"]
         wcs.wcs.cunit = ["deg", "deg"]
-        wcs.wcs.crval = [self.ra_deg, self.dec_deg]
+        wcs.wcs.crval = [(self.ra_deg + drift) % 360.0, self.dec_deg]
         wcs.wcs.crpix = [cx + 1.0, cy + 1.0]
         wcs.wcs.cdelt = [-self.pixel_deg, self.pixel_deg]
         wcs.wcs.radesys = "ICRS"
         wcs.wcs.set()
         return wcs
+
+    def pixels_at(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """Where the sky at pixels (x, y) of epoch 0 lies in the image of ``epoch``
+        (0-based pixels; the same without drift)."""
+        if not self.drift or epoch == 0:
+            return x, y
+        ra, dec = self.wcs(0).all_pix2world(x, y, 0)
+        with np.errstate(invalid="ignore"):
+            return self.wcs(epoch).all_world2pix(ra, dec, 0)
 
     def pixel_beam(self, wcs: WCS | None = None) -> PixelBeam:
         """The beam in pixels at the field centre (constant over the image: in the SIN

@@ -81,7 +81,7 @@ def render_image(
     """
     if not (0 <= epoch < config.epochs and 0 <= band < config.bands):
         raise IndexError(f"epoch {epoch}, band {band} is outside the simulation")
-    wcs = config.wcs()
+    wcs = config.wcs(epoch)
     pbeam = config.pixel_beam(wcs)
     shape = (config.size, config.size)
     if noise:
@@ -91,7 +91,7 @@ def render_image(
     else:
         data = np.zeros(shape, dtype=np.float32)
     freq = float(config.freqs_hz[band])
-    x, y = sky.positions(epoch)
+    x, y = config.pixels_at(epoch, *sky.positions(epoch))
     paint_sources(data, x, y, sky.peak_jy(epoch, freq), pbeam)
     mask = outside_sky(config)
     if mask is not None:

@@ -239,13 +239,21 @@ def make_sky(config: SimulationConfig) -> SkyModel:
 def truth_table(config: SimulationConfig, sky: SkyModel, epoch: int, band: int) -> pd.DataFrame:
     """The truth of one image: one row per source with :data:`TRUTH_COLUMNS`.
 
-    ``ra``/``dec`` (deg) and ``x``/``y`` (0-based pixels) are the rendered (jittered)
-    position, ``peak_jy`` the true peak (Jy/beam, 0 when the source is off), ``time`` the
+    ``ra``/``dec`` (deg) and ``x``/``y`` (0-based pixels, in this epoch's image) are the
+    rendered (jittered) position, ``peak_jy`` the true peak (Jy/beam, 0 when the source is
+    off or, drifting, has set below an all-sky image's horizon), ``time`` the
     mid-integration time (ISO UTC, what ``Image.time_mjd`` holds), ``rms_jy`` the noise.
     """
     freq = float(config.freqs_hz[band])
-    x, y = sky.positions(epoch)
-    ra, dec = config.wcs().all_pix2world(x, y, 0)
+    x0, y0 = sky.positions(epoch)
+    ra, dec = config.wcs().all_pix2world(x0, y0, 0)
+    x, y = config.pixels_at(epoch, x0, y0)
+    peak = sky.peak_jy(epoch, freq)
+    if config.sky_radius_pix is not None:
+        cx, cy = config.center_pix
+        with np.errstate(invalid="ignore"):
+            visible = np.hypot(x - cx, y - cy) <= config.sky_radius_pix
+        peak = np.where(visible, peak, 0.0)
     time_mjd = config.time_mjd(epoch)
     n = len(sky)
     return pd.DataFrame(
@@ -262,7 +270,7 @@ def truth_table(config: SimulationConfig, sky: SkyModel, epoch: int, band: int) 
             "dec": dec,
             "x": x,
             "y": y,
-            "peak_jy": sky.peak_jy(epoch, freq),
+            "peak_jy": peak,
             "rms_jy": config.rms_jy,
         },
         columns=TRUTH_COLUMNS,
