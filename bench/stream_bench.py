@@ -11,7 +11,7 @@ dropped images, and the queue depth over time (growth means falling behind).
 The sender shares the machine's two cores with the pipeline (a real imager is another
 machine), so the figures are a lower bound.
 
-    python bench/stream_bench.py [--seconds 120] [--rate 2] [--size 1024] [--bands 2]
+    python bench/stream_bench.py [--seconds 120] [--rate 2] [--size 1024] [--bands 2] [--allsky]
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ async def run(args, db_url: str) -> dict:
          "--stream-format", "gijs", "--stream-cadence-s", str(1 / args.rate),
          "--epochs", str(epochs), "--bands", str(args.bands), "--size", str(args.size),
          "--n-steady", str(args.sources), "--n-variable", "10", "--n-transient", "5",
-         "--n-fading", "5", "--min-separation-beams", "3"],
+         "--n-fading", "5", "--min-separation-beams", "3",
+         *(["--allsky", "--drift", "--cadence-s", str(1 / args.rate)] if args.allsky else [])],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     depth: list[tuple[float, int]] = []
     start = time.monotonic()
@@ -86,10 +87,14 @@ def main() -> int:
     parser.add_argument("--bands", type=int, default=2)
     parser.add_argument("--sources", type=int, default=280, help="steady sources")
     parser.add_argument("--max-queue", type=int, default=64)
+    parser.add_argument("--allsky", action="store_true",
+                        help="AARTFAAC-like all-sky images centred on the zenith, drifting "
+                             "with the sky (a WCS per timestep)")
     args = parser.parse_args()
     print("Trapline streaming benchmark: simulated AARTFAAC stream through trapline listen")
     print(environment_line(environment()))
-    print(f"{args.size}x{args.size}, {args.bands} bands, {args.rate} timesteps/s for "
+    print(f"{args.size}x{args.size}{' all-sky, drifting' if args.allsky else ''}, "
+          f"{args.bands} bands, {args.rate} timesteps/s for "
           f"{args.seconds:.0f} s ({args.rate * args.bands:.0f} images/s offered), "
           f"{os.cpu_count()} cores shared with the sender\n")
     with tempfile.TemporaryDirectory() as tmp:
