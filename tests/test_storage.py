@@ -145,7 +145,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     upgrade(store.engine, fresh_from_models=False)  # every migration, in order
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == HEAD_REVISION == "0003"
+    assert store.revision() == head_revision() == HEAD_REVISION == "0004"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []
@@ -176,6 +176,25 @@ def test_new_database_is_created_at_head_like_the_migrations(db_url):
     store.write(make_result("a", [1, 2]))
     assert count(store, "measurement") == 2
     store.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("from_models", [True, False], ids=["new", "migrated"])
+def test_depth_journal_payload_is_stored_uncompressed(postgresql_url, from_models):
+    """Compressing the packed depth changes cost most of an image's write on PostgreSQL:
+    a new database and a migrated one both store them as they are."""
+    from sqlalchemy import text
+
+    from trapline.storage.migrate import upgrade
+
+    store = Store(postgresql_url)
+    upgrade(store.engine, fresh_from_models=from_models)
+    with store.engine.connect() as conn:
+        storage = conn.execute(text(
+            "SELECT attstorage FROM pg_attribute WHERE attrelid = 'sky_depth_log'::regclass "
+            "AND attname = 'payload'")).scalar_one()
+    store.close()
+    assert storage == "e"  # external: out of line, never compressed
 
 
 def test_migrations_ship_in_the_package():
@@ -599,10 +618,10 @@ def test_db_and_export_commands(db_url, tmp_path, capsys):
         assert main(["db", "current", "--db", db_url]) == 0
         assert capsys.readouterr().out.startswith("none")
     assert main(["db", "upgrade", "--db", db_url]) == 0
-    assert "-> 0003" in capsys.readouterr().out
+    assert f"-> {HEAD_REVISION}" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", db_url]) == 0
     assert main(["db", "current", "--db", db_url]) == 0
-    assert capsys.readouterr().out.splitlines()[-1] == "0003 (head)"
+    assert capsys.readouterr().out.splitlines()[-1] == f"{HEAD_REVISION} (head)"
 
     with Store(db_url) as store:
         store.write(make_result("a", np.arange(10), candidates=2))
