@@ -76,3 +76,23 @@ def test_numerical_blanking_beyond_a_field_edge_gives_no_sources(outside):
     image = Image(data=data.astype(np.float32), wcs=wcs, beam=Beam(0.03, 0.03, 0.0),
                   time_mjd=60000.0, freq_hz=1.4e8)
     assert len(extract(image, ExtractionConfig(detection_sigma=5)).sources) == 0
+
+
+@pytest.mark.parametrize(("shape", "cell"), [((256, 256), 32), ((300, 257), 32), ((150, 120), 25)])
+def test_cells_left_out_by_the_blank_mask_change_nothing(shape, cell):
+    """Given the NaN mask, cells with too few valid pixels are skipped before sorting:
+    the same values as computing every cell, bit for bit (an all-sky disc, a blanked
+    strip that leaves some cells just above and just below the valid fraction)."""
+    from trapline.extract.background import cell_statistics
+
+    rng = np.random.default_rng(6)
+    data = (0.1 + rng.standard_normal(shape)).astype(np.float32)
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    data[np.hypot(yy - shape[0] / 2, xx - shape[1] / 2) > min(shape) / 2] = np.nan
+    data[:, 5:8] = np.nan  # 3 columns of a cell: below 90% valid for cell 25, above for 32
+    blank = np.isnan(data)
+    every = cell_statistics(data, cell)
+    skipped = cell_statistics(data, cell, blank=blank)
+    for a, b in zip(every, skipped, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(every[1]).any() and np.isfinite(every[1]).any()

@@ -100,12 +100,16 @@ def cell_statistics(
     kappa: float = 2.0,
     iterations: int = 50,
     min_fraction: float = 0.9,
+    blank: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Clipped background and rms of each grid cell.
 
     Each cell is sorted once; a clipping window is then a contiguous slice of the
     sorted values, found by binary search, and the mean, rms and median come from
     prefix sums and the window's middle element: an iteration costs O(cells log n).
+    ``blank``, the mask of the image's NaN pixels when the caller has it, lets cells
+    with too few valid pixels be left out before any work (a fifth of an all-sky
+    image lies beyond the horizon).
 
     Returns:
         (background, rms) arrays of shape (ceil(ny/grid), ceil(nx/grid)), Jy/beam; NaN
@@ -117,11 +121,26 @@ def cell_statistics(
     if (gy * grid, gx * grid) != (ny, nx) or data.dtype != np.float32:
         padded = np.full((gy * grid, gx * grid), np.nan, dtype=np.float32)
         padded[:ny, :nx] = data
-    # One row per cell, sorted in place: a copy, except for a single column of cells,
-    # where the grouping is a view of the caller's array.
-    cells = padded.reshape(gy, grid, gx, grid).transpose(0, 2, 1, 3).reshape(gy * gx, grid * grid)
-    if np.may_share_memory(cells, data):
-        cells = cells.copy()
+    by_cell = padded.reshape(gy, grid, gx, grid).transpose(0, 2, 1, 3)
+    used = None  # every cell
+    if blank is not None and blank.any():
+        valid = np.zeros(padded.shape, dtype=bool)
+        np.logical_not(blank, out=valid[:ny, :nx])
+        counts = valid.reshape(gy, grid, gx, grid).sum(axis=(1, 3), dtype=np.int32).ravel()
+        used = np.flatnonzero(counts >= max(min_fraction * grid * grid, 3))
+        if len(used) == gy * gx:
+            used = None
+    if used is None:
+        # One row per cell, sorted in place: a copy, except for a single column of
+        # cells, where the grouping is a view of the caller's array.
+        cells = by_cell.reshape(gy * gx, grid * grid)
+        if np.may_share_memory(cells, data):
+            cells = cells.copy()
+    else:
+        cells = by_cell[used // gx, used % gx].reshape(len(used), grid * grid)
+    if not len(cells):
+        nan = np.full((gy, gx), np.nan)
+        return nan, nan.copy()
     cells.sort(axis=1)  # NaN sorts last
     ordered = cells
     n_valid = np.isfinite(ordered).sum(axis=1)
@@ -209,7 +228,15 @@ def cell_statistics(
         bad |= (n_valid - n_blank < min_fraction * grid * grid) | (rms < tiny)
     background[bad] = np.nan
     rms[bad] = np.nan
+    if used is not None:
+        background, rms = _scatter(background, used, gy * gx), _scatter(rms, used, gy * gx)
     return background.reshape(gy, gx), rms.reshape(gy, gx)
+
+
+def _scatter(values: np.ndarray, at: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[at] = values
+    return out
 
 
 def _fill_missing(grid_values: np.ndarray) -> np.ndarray:
@@ -287,14 +314,14 @@ def background_maps(
 
     Pixels that are NaN in ``data`` are NaN in both maps.
     """
-    grid_bg, grid_rms = cell_statistics(data, grid, kappa, iterations, min_fraction)
+    blank = ~np.isfinite(data)
+    grid_bg, grid_rms = cell_statistics(data, grid, kappa, iterations, min_fraction, blank)
     if not np.isfinite(grid_rms).any():
         nan = np.full(data.shape, np.nan, dtype=np.float32)
         return BackgroundMaps(nan, nan.copy(), grid_bg, grid_rms, grid)
     filled_bg, filled_rms = _fill_missing(grid_bg), _fill_missing(grid_rms)
     bg = _interpolate(filled_bg, data.shape, grid)
     rms = _interpolate(filled_rms, data.shape, grid)
-    blank = ~np.isfinite(data)
     if blank.any():
         bg[blank] = np.nan
         rms[blank] = np.nan
