@@ -60,17 +60,19 @@ def check_pixels(image: Image) -> np.ndarray:
     """The image data as float32 with +-inf blanked; raises ImageError if unusable."""
     data = np.asarray(image.data, dtype=np.float32)
     finite = np.isfinite(data)
-    all_finite = bool(finite.all())
-    if not all_finite:
+    n_valid = int(np.count_nonzero(finite))
+    all_finite = n_valid == data.size
+    if not all_finite and np.isinf(data).any():  # NaN is blank already; inf is not
         data = np.where(finite, data, np.float32(np.nan))
-    n_valid = data.size if all_finite else int(finite.sum())
     where = image.path or "image"
     if n_valid < MIN_VALID_PIXELS:
         raise ImageError(
             "no_data", f"{where}: only {n_valid} finite pixels (need {MIN_VALID_PIXELS})"
         )
-    values = data if all_finite else data[finite]  # no copy for the usual, clean image
-    low, high = float(values.min()), float(values.max())
+    # No copy of the valid pixels (a fifth of an all-sky image is blank).
+    mask = None if all_finite else finite
+    low = float(np.min(data, where=mask, initial=np.inf) if mask is not None else data.min())
+    high = float(np.max(data, where=mask, initial=-np.inf) if mask is not None else data.max())
     if low == high:
         raise ImageError("flat", f"{where}: all pixels equal {low!r}: no noise to measure")
     return data

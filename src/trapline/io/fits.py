@@ -76,8 +76,8 @@ def image_from_header(
             "give one in the configuration ([image] beam_deg = [bmaj, bmin, bpa])",
         )
     data = data.astype(np.float32, copy=False)
-    if not np.isfinite(data).all():
-        data = np.where(np.isfinite(data), data, np.float32(np.nan)).astype(np.float32)
+    if np.isinf(data).any():  # blank +-inf like NaN (a copy only then)
+        data = np.where(np.isinf(data), np.float32(np.nan), data).astype(np.float32)
     integration = float(header.get("EXPTIME", header.get("INTTIME", 0.0)) or 0.0)
     return Image(
         data=data,
