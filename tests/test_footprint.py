@@ -76,3 +76,12 @@ def test_footprint_is_reused_while_a_drifting_pointing_moves_under_half_a_pixel(
     np.testing.assert_array_equal(fresh.x, x)
     # Back at the first pointing (another field of the same geometry): its own footprint.
     assert depth.footprint(make_image((150.0, 52.9), size, pixel)) is first
+
+
+def test_an_image_off_the_sky_has_an_empty_footprint():
+    """Every pixel beyond the SIN projection's horizon (reference pixel far outside)."""
+    image = make_image((150.0, 30.0), 64, 0.5)
+    image.wcs.wcs.crpix = [-1000.0, -1000.0]
+    image.wcs.wcs.set()
+    cells, x, y = cells_on_image(HEALPix(nside=64, order="nested"), image)
+    assert len(cells) == len(x) == len(y) == 0

@@ -222,6 +222,9 @@ def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarr
             around = coarse.neighbours(productive).ravel()
         frontier = np.setdiff1d(around[around >= 0], seen)
         seen = np.union1d(seen, frontier)
+    if not found:  # no pixel of the image is on the sky
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
     cells, x, y = (np.concatenate(parts) for parts in zip(*found, strict=True))
     order = np.argsort(cells)
     return (cells[order], np.rint(x[order]).astype(np.int64),
