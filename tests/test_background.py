@@ -96,3 +96,40 @@ def test_cells_left_out_by_the_blank_mask_change_nothing(shape, cell):
     for a, b in zip(every, skipped, strict=True):
         np.testing.assert_array_equal(a, b)
     assert np.isnan(every[1]).any() and np.isfinite(every[1]).any()
+
+
+def _clipped_reference(values: np.ndarray, kappa: float = 2.0, iterations: int = 50):
+    """The clipping of one cell written out directly, in float64 (slow and plain)."""
+    from trapline.extract.background import _truncation_factor
+
+    v = np.sort(values[np.isfinite(values)]).astype(np.float64)
+    truncation = _truncation_factor(kappa)
+    lo, hi = 0, len(v)
+    mean, sigma, median = v.mean(), v.std(ddof=1), np.median(v)
+    for _ in range(iterations):
+        new = (np.searchsorted(v, median - kappa * sigma, side="left"),
+               np.searchsorted(v, median + kappa * sigma, side="right"))
+        if new == (lo, hi):
+            break
+        lo, hi = new
+        w = v[lo:hi]
+        mean, sigma, median = w.mean(), w.std(ddof=1) / truncation, np.median(w)
+    background = median if abs(mean - median) / sigma > 0.3 else 2.5 * median - 1.5 * mean
+    return background, sigma
+
+
+def test_cell_statistics_equal_a_direct_float64_clipping():
+    """Every cell of a simulated sky with sources, on an offset that makes float32
+    cancellation matter, against the clipping written out cell by cell in float64
+    (float32 prefix sums were off by up to 0.9% in the rms of some cells)."""
+    from trapline.extract.background import cell_statistics
+    from trapline.simulate import SimulationConfig, iter_images
+
+    image, _ = next(iter_images(SimulationConfig(seed=2, epochs=1, size=512, n_steady=80)))
+    data = np.asarray(image.data, np.float32) + np.float32(3.0)
+    background, rms = cell_statistics(data, 32)
+    for i in range(16):
+        for j in range(16):
+            ref_bg, ref_rms = _clipped_reference(data[32 * i:32 * (i + 1), 32 * j:32 * (j + 1)])
+            assert rms[i, j] == pytest.approx(ref_rms, rel=1e-6)
+            assert abs(background[i, j] - ref_bg) < 1e-6 * ref_rms
