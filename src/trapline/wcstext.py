@@ -11,9 +11,10 @@ the pixel <-> sky mapping is used.
 from __future__ import annotations
 
 import re
+import warnings
 
 from astropy.io import fits
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 
 _TIME_CARDS = re.compile(r"^(DATE|MJD|TSTART|TSTOP|TIMESYS|TIMEUNIT|TREFPOS|TREFDIR|"
                          r"PLEPHEM|XPOSURE|TELAPSE|JEPOCH|BEPOCH|RESTFR|RESTWAV|SPECSYS|SSYSOBS|VELOSYS)")
@@ -43,7 +44,10 @@ def wcs_from_text(text: str) -> WCS:
     read-only, as the pipeline does)."""
     wcs = _PARSED.get(text)
     if wcs is None:
-        wcs = WCS(fits.Header.fromstring(text))
+        with warnings.catch_warnings():
+            # Cards astropy normalised when the image was read ("obsfix"), again.
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(fits.Header.fromstring(text))
         wcs._trapline_text = text
         if len(_PARSED) >= _MAX_PARSED:
             _PARSED.pop(next(iter(_PARSED)))  # the oldest pointing

@@ -51,13 +51,13 @@ def measure(source: str | Image, config: PipelineConfig) -> Measured:
             image = source
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded rejection
         reason, message = describe_error(exc)
-        log.warning("rejected %s: %s", path, message)
+        log.warning("rejected %s", _with_path(path, message))
         return Measured(_unreadable_record(path, reason, message), None)
     try:
         result = extract(image, extraction_config(config))
     except Exception as exc:  # noqa: BLE001
         reason, message = describe_error(exc)
-        log.warning("rejected %s: %s", path, message)
+        log.warning("rejected %s", _with_path(path, message))
         return Measured(_record(image, None, False, f"{reason}: {message}"), None)
     # The image's rms statistics from the background cells' clipped rms: the same
     # numbers the map is interpolated from, at a thousandth of the cost of the map.
@@ -75,6 +75,11 @@ def measure(source: str | Image, config: PipelineConfig) -> Measured:
     result.maps.background = None  # type: ignore[assignment]
     result.maps.rms = result.maps.rms_on_demand(result.residual)
     return Measured(record, result)
+
+
+def _with_path(path: str | None, message: str) -> str:
+    """The message, led by the path unless it names it already."""
+    return message if path and path in message else f"{path or 'image'}: {message}"
 
 
 def _unreadable_record(path: str, reason: str, message: str) -> ImageRecord:
