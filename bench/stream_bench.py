@@ -119,6 +119,8 @@ def main() -> int:
         ["latency arrival -> stored, p50",
          f"{statistics.median(lat):.2f} s" if len(lat) else "-", ""],
         ["latency arrival -> stored, p99", f"{p99:.2f} s", mark(p99 < 1.0)],
+        ["slowest timestep (its place in the stream)",
+         f"{lat.max():.2f} s (#{int(lat.argmax()) + 1} of {len(lat)})" if len(lat) else "-", ""],
         ["alerts published (alerter plug-in, in-process)", f"{out['alerts']}", ""],
         ["latency arrival -> alert published, p50 / p99",
          f"{np.median(alat):.2f} s / {np.percentile(alat, 99):.2f} s" if len(alat) else "-",
