@@ -396,28 +396,56 @@ def test_depth_fold_is_spread_over_writes_and_survives_being_cut_short(store, mo
     for i in range(30):
         truth.write(store, f"img{i}")
         truth.check(store)
-        if store._fold is not None:
-            slices.append(store._fold.done)
+        if store._depth.fold is not None:
+            slices.append(store._depth.fold.done)
         assert count(store, "sky_depth_log") < depthlog.CHECKPOINT_IMAGES + depthlog.FOLD_IMAGES
     # ~600 merged cells at image 10, 40 a write: spread over many writes, not one (a
     # second fold starts at image 30 with its first slice).
     assert len(slices) >= 10 and all(
         b in (a + 40, 40) for a, b in zip(slices[:-1], slices[1:], strict=True))
     # A fold in progress dies with its process: the next store folds it again, exactly.
-    assert store._fold is not None
-    lost = store._fold
-    store._fold = None
+    assert store._depth.fold is not None
+    lost = store._depth.fold
+    store._depth = depthlog.DepthJournal()  # what the lost process held in memory is gone
     with Store(store.url) as other:
         for i in range(30, 41):
             truth.write(other, f"img{i}")
             truth.check(other)
-        assert other._fold is not None  # started at image 40
+        assert other._depth.fold is not None  # started at image 40
         journal = count(other, "sky_depth_log")
     # Closing finished it: the rows it read are gone, later ones stay.
     assert count(store, "sky_depth_log") < journal
     with store.engine.connect() as conn:
         left = {r[0] for r in conn.execute(depthlog.select(depthlog.LOG.c.log_id))}
     assert not left & set(lost.log_ids)
+    truth.check(store)
+
+
+def test_depth_fold_reads_nothing_back_and_two_writers_stay_exact(store, monkeypatch):
+    """A writer keeps what it journalled merged in memory: after its first write
+    (which reads what an earlier process left) it never reads the journal again, folds
+    included. Two writers on one database, taking turns, each fold their own rows and
+    what they found; a resume reads exactly the brute-force depth map throughout."""
+    from trapline.storage import depthlog
+
+    monkeypatch.setattr(depthlog, "CHECKPOINT_IMAGES", 8)
+    monkeypatch.setattr(depthlog, "FOLD_MIN_CELLS", 100)
+    reads = []
+    original = depthlog._read
+    monkeypatch.setattr(depthlog, "_read", lambda conn: reads.append(1) or original(conn))
+    truth = DepthTruth(seed=9, n_cells=3000, per_image=50)
+    with Store(store.url) as other:
+        for i in range(120):
+            truth.write(store if i % 3 else other, f"img{i}")
+            # Each writer folds what it wrote, every 8 of its rows, in ~4 of its writes:
+            # the journal stays under 2 x (8 + 4 + 1) rows (a writer that never folded
+            # would leave its 40 here).
+            assert count(store, "sky_depth_log") < 30
+            if i % 10 == 0:
+                n = len(reads)
+                truth.check(store)  # load_state reads the journal: not a writer's read
+                del reads[n:]
+        assert len(reads) == 2  # each writer's first write, nothing after
     truth.check(store)
 
 

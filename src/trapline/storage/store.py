@@ -36,7 +36,7 @@ class Store:
         self.engine = make_engine(self.url)
         self.retries = retries
         self.backoff_s = backoff_s
-        self._fold: depthlog.Fold | None = None  # the depth journal fold in progress
+        self._depth = depthlog.DepthJournal()
 
     def __repr__(self) -> str:
         return f"Store({describe(self.url)!r})"
@@ -51,17 +51,17 @@ class Store:
         """Finish a depth journal fold in progress (a resume would otherwise find up to
         ``FOLD_IMAGES`` more journal rows, harmless but avoidable), release the
         connections."""
-        if self._fold is not None:
-            fold, self._fold = self._fold, None
+        journal, self._depth = self._depth, depthlog.DepthJournal()
+        if journal.fold is not None:
             try:
-                self._retry("fold the sky depth journal into", lambda: self._finish(fold))
+                self._retry("fold the sky depth journal into", lambda: self._finish(journal))
             except StorageError as exc:
                 log.warning("%s; the next run folds it", exc)
         self.engine.dispose()
 
-    def _finish(self, fold: depthlog.Fold) -> None:
+    def _finish(self, journal: depthlog.DepthJournal) -> None:
         with self.engine.begin() as conn:
-            depthlog.fold_step(conn, fold, len(fold.merged))
+            journal.finish(conn)
 
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest revision (safe at every start)."""
@@ -92,10 +92,10 @@ class Store:
         def run() -> int | None:
             with self.engine.begin() as conn:
                 image_id = writer.write_result(conn, result, state)
-                fold = self._fold
-                if image_id is not None:
-                    fold = depthlog.after_write(conn, fold, image_id)
-            self._fold = fold  # committed
+                if image_id is None:
+                    return None
+                committed = self._depth.write(conn, result.depth, image_id)
+            committed()
             return image_id
 
         return self._retry(f"write image {result.image.image_key!r} to", run)
@@ -111,7 +111,7 @@ class Store:
                 return depthlog.checkpoint(conn)
 
         n = self._retry("fold the sky depth journal into", run)
-        self._fold = None  # what it held is folded too
+        self._depth = depthlog.DepthJournal()  # what it knew of is folded too
         return n
 
     def load_state(self) -> StoredState:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Table, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trapline.pipeline.records import DepthUpdates, ImageResult
-from trapline.storage import depthlog, models, pgcopy
+from trapline.storage import models, pgcopy
 from trapline.storage.healpix import healpix_index
 from trapline.storage.rows import image_row, measurement_columns, to_rows, to_tuples
 
@@ -143,13 +143,6 @@ def write_statistics(conn: Connection, result: ImageResult) -> None:
     upsert(conn, BAND_STATISTICS, result.statistics.as_dict())
 
 
-def write_depth(conn: Connection, result: ImageResult, image_id: int) -> None:
-    """Journal the image's sky depth changes (see :mod:`trapline.storage.depthlog`;
-    the writer carries the folds, ``Store.write`` here)."""
-    if len(result.depth):
-        depthlog.append(conn, depthlog.merge_depth(result.depth), image_id)
-
-
 def upsert_depth(conn: Connection, depth: DepthUpdates) -> None:
     """Upsert sky depth per (band, cell), one row per key: keep the lowest ``limit``
     and the highest ``worst`` of the stored and the new values."""
@@ -203,7 +196,8 @@ def write_result(
 ) -> int | None:
     """Write one image's result on ``conn`` (the caller owns the transaction).
 
-    Returns the new image_id, or None (and writes nothing) if the image is stored."""
+    Returns the new image_id, or None (and writes nothing) if the image is stored.
+    The sky depth changes are the caller's (``depthlog.DepthJournal``)."""
     image_id = insert_image(conn, result)
     if image_id is None:
         return None
@@ -211,7 +205,6 @@ def write_result(
     write_measurements(conn, result, image_id)
     write_statistics(conn, result)
     write_candidates(conn, result, image_id)
-    write_depth(conn, result, image_id)
     if state:
         set_state(conn, state)
     return image_id
