@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import erf
 
+from trapline.extract.windows import SortedWindows
+
 
 @dataclass
 class BackgroundMaps:
@@ -105,9 +107,9 @@ def cell_statistics(
     """Clipped background and rms of each grid cell.
 
     Each cell is sorted once; a clipping window is then a contiguous slice of the
-    sorted values, found by binary search; the mean and rms come from the window's sums
-    (float64, updated by the few values that enter or leave as it moves) and the median
-    from its middle element. Cells whose window stopped changing drop out.
+    sorted values (:class:`~trapline.extract.windows.SortedWindows`: binary searches,
+    float64 window sums kept up to date as windows move). Cells whose window stopped
+    changing drop out of the iterations.
     ``blank``, the mask of the image's NaN pixels when the caller has it, lets cells
     with too few valid pixels be left out before any work (a fifth of an all-sky
     image lies beyond the horizon).
@@ -116,122 +118,21 @@ def cell_statistics(
         (background, rms) arrays of shape (ceil(ny/grid), ceil(nx/grid)), Jy/beam; NaN
         for cells with fewer than ``min_fraction`` valid pixels.
     """
-    ny, nx = data.shape
-    gy, gx = -(-ny // grid), -(-nx // grid)
-    padded = data
-    if (gy * grid, gx * grid) != (ny, nx) or data.dtype != np.float32:
-        padded = np.full((gy * grid, gx * grid), np.nan, dtype=np.float32)
-        padded[:ny, :nx] = data
-    by_cell = padded.reshape(gy, grid, gx, grid).transpose(0, 2, 1, 3)
-    used = None  # every cell
-    if blank is not None and blank.any():
-        valid = np.zeros(padded.shape, dtype=bool)
-        np.logical_not(blank, out=valid[:ny, :nx])
-        counts = valid.reshape(gy, grid, gx, grid).sum(axis=(1, 3), dtype=np.int32).ravel()
-        used = np.flatnonzero(counts >= max(min_fraction * grid * grid, 3))
-        if len(used) == gy * gx:
-            used = None
-    if used is None:
-        # One row per cell, sorted in place: a copy, except for a single column of
-        # cells, where the grouping is a view of the caller's array.
-        cells = by_cell.reshape(gy * gx, grid * grid)
-        if np.may_share_memory(cells, data):
-            cells = cells.copy()
-    else:
-        cells = by_cell[used // gx, used % gx].reshape(len(used), grid * grid)
+    gy, gx = -(-data.shape[0] // grid), -(-data.shape[1] // grid)
+    cells, used = _cells_as_rows(data, grid, min_fraction, blank)
     if not len(cells):
         nan = np.full((gy, gx), np.nan)
         return nan, nan.copy()
     cells.sort(axis=1)  # NaN sorts last
-    ordered = cells
-    n_valid = np.isfinite(ordered).sum(axis=1)
     rows = np.arange(len(cells))
+    n_valid = np.isfinite(cells).sum(axis=1)
     # Values relative to each cell's median: sums of squares free of cancellation.
-    # NaNs sit after the valid values and windows never reach them, so they may stay.
-    offset = ordered[rows, np.maximum(n_valid - 1, 0) // 2]
+    offset = cells[rows, np.maximum(n_valid - 1, 0) // 2]
     offset = np.where(np.isfinite(offset), offset, 0.0).astype(np.float32)
-    filled = ordered
-    filled -= offset[:, None]
-    lo = np.zeros(len(cells), dtype=np.int64)
-    hi = n_valid.astype(np.int64)
-    width = grid * grid
-    flat = filled.ravel()
-    squares = np.square(flat)
-
-    def window_sums(values: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-        """Sum of ``values[r, lo:hi]`` for ascending rows ``r``, in float64: one
-        reduceat over the windows, vectorised (a float32 prefix sum per cell was 10x
-        slower, its accumulation being serial, and off by up to 0.5% in the rms)."""
-        bounds = np.empty(2 * len(r), dtype=np.int64)
-        bounds[0::2] = r * width + lo
-        bounds[1::2] = r * width + hi
-        if bounds[-1] == values.size:  # the last window ends the array: runs to its end
-            bounds = bounds[:-1]
-        sums = np.add.reduceat(values, np.minimum(bounds, values.size - 1),
-                               dtype=np.float64)[0::2]
-        sums[hi <= lo] = 0.0  # reduceat gives the element at an empty window's start
-        return sums
-    def run_sums(values: np.ndarray, starts: np.ndarray, lengths: np.ndarray):
-        """Sum of ``values[start:start + length]`` per run, in float64, touching only
-        the runs' values (gathered, then one reduceat)."""
-        sums = np.zeros(len(starts))
-        some = lengths > 0
-        if not some.any():
-            return sums
-        s, n = starts[some], lengths[some]
-        at = np.cumsum(n) - n  # where each run begins among the gathered values
-        gathered = values[np.repeat(s - at, n) + np.arange(int(n.sum()))]
-        sums[some] = np.add.reduceat(gathered, at, dtype=np.float64)
-        return sums
-
-    # Probe distances of a branchless binary search: largest power of two <= width, down.
-    probes = [1 << k for k in range(width.bit_length() - 1, -1, -1)]
-
-    def count_below(r: np.ndarray, cut: np.ndarray) -> np.ndarray:
-        """For rows ``r``, how many sorted valid values are < cut, for all rows at once:
-        ``pos`` grows by each power of two whose probe is still below the cut, so
-        every step is a handful of whole-array operations (NaNs, sorted last, are
-        never below; nor is anything below a NaN cut)."""
-        base = r * width
-        pos = np.zeros(len(r), dtype=np.int64)
-        for step in probes:
-            probe = pos + (step - 1)
-            below = (probe < width) & (flat[base + np.minimum(probe, width - 1)] < cut)
-            pos += below * step
-        return np.minimum(pos, n_valid[r])
-
-    # Sums of each cell's window and of its squares, kept up to date as windows move.
-    total, total2 = window_sums(flat, rows, lo, hi), window_sums(squares, rows, lo, hi)
-
-    def move_windows(r: np.ndarray, new_lo: np.ndarray, new_hi: np.ndarray) -> None:
-        """Move the windows of rows ``r`` to [new_lo, new_hi), updating their sums by
-        the values that entered or left at each end (a few, against a whole window)."""
-        old_lo, old_hi = lo[r], hi[r]
-        # Per row, the run between old and new low end, then between old and new high
-        # end, with the sign of the change: entered +1, left -1.
-        starts = np.concatenate([r * width + np.minimum(new_lo, old_lo),
-                                 r * width + np.minimum(new_hi, old_hi)])
-        lengths = np.concatenate([np.abs(new_lo - old_lo), np.abs(new_hi - old_hi)])
-        sign = np.concatenate([np.where(new_lo < old_lo, 1.0, -1.0),
-                               np.where(new_hi > old_hi, 1.0, -1.0)])
-        k = len(r)
-        for values, sums in ((flat, total), (squares, total2)):
-            delta = sign * run_sums(values, starts, lengths)
-            sums[r] += delta[:k] + delta[k:]
-        lo[r], hi[r] = new_lo, new_hi
-
-    def window_stats(r: np.ndarray):
-        n = np.maximum(hi[r] - lo[r], 1)
-        mean = total[r] / n
-        var = np.maximum(total2[r] - n * mean**2, 0.0) / np.maximum(n - 1, 1)
-        mid_lo = np.clip((lo[r] + hi[r] - 1) // 2, 0, grid * grid - 1)
-        mid_hi = np.clip((lo[r] + hi[r]) // 2, 0, grid * grid - 1)
-        median = 0.5 * (filled[r, mid_lo].astype(np.float64) + filled[r, mid_hi])
-        return mean, np.sqrt(var), median
-
+    cells -= offset[:, None]
+    windows = SortedWindows(cells, n_valid)
     truncation = _truncation_factor(kappa)
-    mean, std, median = window_stats(rows)
-    sigma = std  # the first pass has not clipped anything
+    mean, sigma, median = windows.stats(rows)  # the first pass has not clipped anything
     # A cell whose window did not change has converged and stays so: iterate on the
     # others only (the result is that of iterating every cell until all converge).
     active = rows
@@ -240,40 +141,73 @@ def cell_statistics(
         # exactly +-kappa sigma and the truncation correction is consistent with it.
         # Both window ends in one search: v <= c is v < nextafter(c) for float32 v.
         k = len(active)
-        ends = count_below(np.concatenate([active, active]), np.concatenate([
+        ends = windows.count_below(np.concatenate([active, active]), np.concatenate([
             median[active] - kappa * sigma[active],
             np.nextafter(median[active] + kappa * sigma[active], np.inf)]))
         new_lo, new_hi = ends[:k], ends[k:]
-        changed = (new_lo != lo[active]) | (new_hi != hi[active])
+        changed = (new_lo != windows.lo[active]) | (new_hi != windows.hi[active])
         if not changed.any():
             break
         active = active[changed]
-        move_windows(active, new_lo[changed], new_hi[changed])
-        m, sd, med = window_stats(active)
+        windows.move(active, new_lo[changed], new_hi[changed])
+        m, sd, med = windows.stats(active)
         mean[active], median[active], sigma[active] = m, med, sd / truncation
-    n = hi - lo
     rms = sigma
     skewed = np.abs(mean - median) / np.maximum(rms, 1e-30) > 0.3
     background = np.where(skewed, median, 2.5 * median - 1.5 * mean) + offset
-    bad = (n_valid < min_fraction * grid * grid) | (n < 3) | ~(rms > 0)
+    bad = (n_valid < min_fraction * grid * grid) | (windows.hi - windows.lo < 3) | ~(rms > 0)
     if not bad.all():
-        # Blanking written as numbers (zeros, 1e-8 beyond a field's edge) is no noise:
-        # values within NEGLIGIBLE_RMS of the image's noisier cells' rms (90th
-        # percentile: most of an image may be such blanking) from zero count as blank,
-        # so a cell that is mostly such values (its clipped window closes onto them and
-        # its rms collapses, giving the real noise beside it S/N in the hundreds) takes
-        # its neighbours' values like a cell of NaNs. Noise alone puts ~1e-4 of its
-        # pixels there, far from the 1 - min_fraction that makes a cell blank.
-        tiny = NEGLIGIBLE_RMS * np.percentile(rms[~bad], 90)
-        ends = count_below(np.concatenate([rows, rows]), np.concatenate([
-            -tiny - offset, np.nextafter(np.float32(tiny) - offset, np.float32(np.inf))]))
-        n_blank = ends[len(rows):] - ends[: len(rows)]
-        bad |= (n_valid - n_blank < min_fraction * grid * grid) | (rms < tiny)
+        bad |= _numerical_blanking(windows, offset, rms, bad, min_fraction)
     background[bad] = np.nan
     rms[bad] = np.nan
     if used is not None:
         background, rms = _scatter(background, used, gy * gx), _scatter(rms, used, gy * gx)
     return background.reshape(gy, gx), rms.reshape(gy, gx)
+
+
+def _numerical_blanking(windows: SortedWindows, offset: np.ndarray, rms: np.ndarray,
+                        bad: np.ndarray, min_fraction: float) -> np.ndarray:
+    """Cells that are mostly blanking written as numbers (zeros, 1e-8 beyond a field's
+    edge), which is no noise: their clipped window closes onto it and their rms
+    collapses, giving the real noise beside it S/N in the hundreds. Values within
+    NEGLIGIBLE_RMS of the noisier good cells' rms (90th percentile: most of an image
+    may be such blanking) from zero count as blank; a cell with fewer than
+    ``min_fraction`` other values, or whose rms is that small, is blank like a cell of
+    NaNs (its neighbours' values replace it). Noise alone puts ~1e-4 of a cell's
+    pixels there."""
+    tiny = NEGLIGIBLE_RMS * np.percentile(rms[~bad], 90)
+    rows = np.arange(len(offset))
+    # Cells hold values relative to ``offset``: count those in [-tiny, tiny] around 0.
+    ends = windows.count_below(np.concatenate([rows, rows]), np.concatenate([
+        -tiny - offset, np.nextafter(np.float32(tiny) - offset, np.float32(np.inf))]))
+    n_blank = ends[len(rows):] - ends[: len(rows)]
+    return (windows.n_valid - n_blank < min_fraction * windows.width) | (rms < tiny)
+
+
+def _cells_as_rows(data: np.ndarray, grid: int, min_fraction: float,
+                   blank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The image's grid cells as the rows of a new float32 array (NaN-padded at the
+    edges), and which cells they are: None for all, else the flat indices of those
+    with at least ``min_fraction`` valid pixels by the ``blank`` mask."""
+    ny, nx = data.shape
+    gy, gx = -(-ny // grid), -(-nx // grid)
+    padded = data
+    if (gy * grid, gx * grid) != (ny, nx) or data.dtype != np.float32:
+        padded = np.full((gy * grid, gx * grid), np.nan, dtype=np.float32)
+        padded[:ny, :nx] = data
+    by_cell = padded.reshape(gy, grid, gx, grid).transpose(0, 2, 1, 3)
+    used = None
+    if blank is not None and blank.any():
+        valid = np.zeros(padded.shape, dtype=bool)
+        np.logical_not(blank, out=valid[:ny, :nx])
+        counts = valid.reshape(gy, grid, gx, grid).sum(axis=(1, 3), dtype=np.int32).ravel()
+        used = np.flatnonzero(counts >= max(min_fraction * grid * grid, 3))
+        if len(used) < gy * gx:
+            return by_cell[used // gx, used % gx].reshape(len(used), grid * grid), used
+    # A copy, except for a single column of cells, where the grouping is a view of the
+    # caller's array (which is sorted in place next).
+    cells = by_cell.reshape(gy * gx, grid * grid)
+    return (cells.copy() if np.may_share_memory(cells, data) else cells), None
 
 
 def _scatter(values: np.ndarray, at: np.ndarray, n: int) -> np.ndarray:
