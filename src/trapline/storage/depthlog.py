@@ -10,10 +10,10 @@ left, read at its first write, then its own), so that once it knows of
 ``CHECKPOINT_IMAGES`` rows it starts a :class:`Fold` without reading anything back (an
 all-sky run's first 200 images journal ~8 changes per cell: 200 MB for two 2300x2300
 bands, which took 1.3 s to read and merge). The following image writes carry the fold
-into ``sky_depth``
-(lowest limit, highest worst limit per band and cell) a slice at a time, deleting the
-journal rows it came from with the last slice. Spread so, a fold adds a few
-milliseconds to each of at most ``FOLD_IMAGES`` writes instead of a stall to one.
+into ``sky_depth`` (lowest limit, highest worst limit per band and cell) a slice at a
+time, deleting the journal rows it came from with the last slice. Spread so, a fold
+adds a few milliseconds to each of at most ``FOLD_IMAGES`` writes instead of a stall to
+one.
 Resuming reads ``sky_depth`` and fewer than ``CHECKPOINT_IMAGES + FOLD_IMAGES`` journal
 rows per writer: bounded work, however long the run.
 
@@ -202,8 +202,7 @@ class DepthJournal:
         return committed
 
     def finish(self, conn: Connection) -> None:
-        """Carry a fold in progress to its end (its state is dropped: call on a copy of
-        the writer's state, or before discarding the writer)."""
+        """Carry a fold in progress to its end in one go (when the writer stops)."""
         if self.fold is not None:
             fold_step(conn, self.fold, len(self.fold.merged))
 

@@ -102,9 +102,9 @@ class Store:
 
     def checkpoint_depth(self) -> int:
         """Fold the whole sky depth journal into sky_depth now (writing does it a slice
-        at a time from every ``depthlog.CHECKPOINT_IMAGES``-th image); returns the
-        number of cells written. Resuming reads both, so this is never needed for
-        correctness."""
+        at a time, after every ``depthlog.CHECKPOINT_IMAGES`` images it journalled);
+        returns the number of cells written. Resuming reads both, so this is never
+        needed for correctness."""
 
         def run() -> int:
             with self.engine.begin() as conn:
