@@ -286,12 +286,15 @@ def background_maps(
     kappa: float = 2.0,
     iterations: int = 50,
     min_fraction: float = 0.9,
+    blank: np.ndarray | None = None,
 ) -> BackgroundMaps:
     """Full-resolution background and rms maps of an image (Jy/beam).
 
-    Pixels that are NaN in ``data`` are NaN in both maps.
+    Pixels that are NaN in ``data`` are NaN in both maps; ``blank``, their mask, if the
+    caller has it already.
     """
-    blank = ~np.isfinite(data)
+    if blank is None:
+        blank = ~np.isfinite(data)
     grid_bg, grid_rms = cell_statistics(data, grid, kappa, iterations, min_fraction, blank)
     if not np.isfinite(grid_rms).any():
         nan = np.full(data.shape, np.nan, dtype=np.float32)

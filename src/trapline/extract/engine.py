@@ -87,8 +87,9 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
     config = config or ExtractionConfig()
     data = check_pixels(image)
     grid = min(config.grid, max(data.shape))
+    blank = np.isnan(data)  # check_pixels made every non-finite pixel NaN
     maps = background_maps(data, grid, config.kappa, config.clip_iterations,
-                           config.min_cell_fraction)
+                           config.min_cell_fraction, blank=blank)
     if not np.isfinite(maps.rms).any():
         raise ImageError("no_data", f"{image.path or 'image'}: no cell has enough valid pixels")
     residual = data - maps.background
@@ -96,7 +97,7 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
         residual, maps.rms, config.detection_sigma, config.analysis_sigma,
         margin=config.margin, max_pixels=config.max_island_pixels,
         remove_edge=config.remove_edge_islands,
-        blanked=blanked_regions(data) if config.remove_edge_islands else None,
+        blanked=blanked_regions(blank) if config.remove_edge_islands else None,
     )
     skipped: dict[str, int] = {}
     n_deblended = 0
@@ -124,13 +125,13 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
     return Extraction(image, catalogue, maps, residual, len(islands), skipped, n_deblended)
 
 
-def blanked_regions(data: np.ndarray) -> np.ndarray | None:
-    """Blanked regions: NaN areas of at least 3x3 pixels (an all-sky horizon, a masked
-    edge), not isolated flagged pixels, which do not truncate a source."""
-    nan = ~np.isfinite(data)
-    if not nan.any():
+def blanked_regions(blank: np.ndarray) -> np.ndarray | None:
+    """Blanked regions of a mask of blank pixels: areas of at least 3x3 pixels (an
+    all-sky horizon, a masked edge), not isolated flagged pixels, which do not truncate
+    a source. None when nothing is blank."""
+    if not blank.any():
         return None
-    return binary_opening3(nan)
+    return binary_opening3(blank)
 
 
 def _select(shapes: PixelShapes, mask: np.ndarray) -> PixelShapes:
