@@ -6,7 +6,7 @@
 1. Throughput: simulated 1024x1024 images with ~300 sources (FITS in a temporary folder)
    through ``run_files`` into SQLite with one worker (the one-core baseline) and one per
    core; the same images driven stage by stage to show where the time goes (measuring vs
-   the ordered stage, and in the latter ``Pipeline.process`` vs ``Store.write``); the
+   the ordered stage, and in the latter ``SkyDecider.decide`` vs ``Store.write_timestep``); the
    same against PostgreSQL when it is reachable (a scratch database, dropped afterwards).
    ``--allsky``: the same on AARTFAAC-like all-sky 2300x2300 images (~1000 sources).
 2. Flat cost: thousands of small images generated in memory, one process, per-image
@@ -54,7 +54,7 @@ from bench.common import (
 )
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.measure import measure
-from trapline.pipeline.runner import Runner, default_workers, run_files, sort_by_time
+from trapline.run import Driver, default_workers, run_files, sort_by_time
 from trapline.simulate import SimulationConfig, iter_images, write_series
 from trapline.storage import Store
 
@@ -158,21 +158,22 @@ def percentiles(values: np.ndarray) -> dict[str, float]:
 
 @contextlib.contextmanager
 def completion_times() -> Iterator[list[float]]:
-    """perf_counter() at the end of each Runner.process_one while in the block."""
+    """perf_counter() at the end of each Driver.process, once per image of the timestep,
+    while in the block."""
     stamps: list[float] = []
-    original = Runner.process_one
+    original = Driver.process
 
-    def process_one(self: Runner, measured: Any) -> Any:
+    def process(self: Driver, timestep: Any) -> Any:
         try:
-            return original(self, measured)
+            return original(self, timestep)
         finally:
-            stamps.append(time.perf_counter())
+            stamps.extend([time.perf_counter()] * len(timestep))
 
-    Runner.process_one = process_one  # type: ignore[method-assign]
+    Driver.process = process  # type: ignore[method-assign]
     try:
         yield stamps
     finally:
-        Runner.process_one = original  # type: ignore[method-assign]
+        Driver.process = original  # type: ignore[method-assign]
 
 
 def throughput_run(paths: list[str], url: str, workers: int) -> dict[str, Any]:
@@ -202,9 +203,9 @@ class Split:
     """Per-image times of a run driven stage by stage in one process."""
 
     measure: list[float] = field(default_factory=list)
-    ordered: list[float] = field(default_factory=list)  # Runner.process_one
-    process: list[float] = field(default_factory=list)  # Pipeline.process
-    write: list[float] = field(default_factory=list)  # Store.write
+    ordered: list[float] = field(default_factory=list)  # Driver.process
+    process: list[float] = field(default_factory=list)  # SkyDecider.decide
+    write: list[float] = field(default_factory=list)  # Store.write_timestep
 
     def arrays(self) -> dict[str, np.ndarray]:
         ordered = np.array(self.ordered)
@@ -220,19 +221,19 @@ class Split:
         }
 
 
-def drive(images: Iterator[Any], url: str, split: Split) -> Runner:
+def drive(images: Iterator[Any], url: str, split: Split) -> Driver:
     """Measure and process images one by one in this process, timing each stage."""
     config = config_with(1)
     with Store(url) as store:
         store.upgrade()
-        runner = Runner(store, config)
-        process = Stopwatch(runner.pipeline, "process")
-        write = Stopwatch(store, "write")
+        runner = Driver(store, config)
+        process = Stopwatch(runner.decider, "decide")
+        write = Stopwatch(store, "write_timestep")
         for image in images:
             t0 = time.perf_counter()
             measured = measure(image, config)
             t1 = time.perf_counter()
-            runner.process_one(measured)
+            runner.process([measured])
             t2 = time.perf_counter()
             split.measure.append(t1 - t0)
             split.ordered.append(t2 - t1)
@@ -354,7 +355,7 @@ def bench_flat(n_images: int, tmp: Path) -> dict[str, Any]:
             r["vs_measure"] = r["last_over_first"] / control
             r["pass_vs_measure"] = r["vs_measure"] <= FLAT_TARGET
     deciles = [float(np.median(chunk)) for chunk in np.array_split(a["total"], 10)]
-    sky = runner.pipeline.sky.sources
+    sky = runner.decider.sky.sources
     return {
         "images": n_images,
         "size": SMALL["size"],
@@ -389,7 +390,7 @@ def bench_startup(image: str, tmp: Path) -> dict[str, Any]:
         "import runner + storage": lambda i: [
             sys.executable,
             "-c",
-            "import trapline.pipeline.runner, trapline.storage.store, trapline.cli",
+            "import trapline.run, trapline.storage.store, trapline.cli",
         ],
         "trapline run ONE_IMAGE": lambda i: [
             *trapline_command(),
@@ -426,20 +427,20 @@ def bench_startup(image: str, tmp: Path) -> dict[str, Any]:
 
 
 def profile_ordered(paths: list[str], tmp: Path, n: int = 10, top: int = 15) -> None:
-    """cProfile of Runner.process_one over the first ``n`` 1024x1024 images (SQLite)."""
+    """cProfile of Driver.process over the first ``n`` 1024x1024 images (SQLite)."""
     config = config_with(1)
     ordered = sort_by_time(paths)[:n]
     measured = [measure(p, config) for p in ordered]
     with Store(sqlite_url(tmp, "profile.sqlite")) as store:
         store.upgrade()
-        runner = Runner(store, config)
+        runner = Driver(store, config)
         profiler = cProfile.Profile()
         for m in measured:
-            profiler.runcall(runner.process_one, m)
+            profiler.runcall(runner.process, [m])
     remove_sqlite(tmp, "profile.sqlite")
     for key in ("tottime", "cumulative"):
         print(
-            f"\ncProfile of the ordered stage (Runner.process_one), {n} images 1024x1024, "
+            f"\ncProfile of the ordered stage (Driver.process), {n} images 1024x1024, "
             f"SQLite, top {top} by {key}:"
         )
         pstats.Stats(profiler).strip_dirs().sort_stats(key).print_stats(top)
@@ -553,7 +554,7 @@ def report_throughput(tp: dict[str, Any], cores: int, result: dict[str, Any]) ->
     )
     stages = [
         ("measure", "measure: read + QC + extract (parallel)"),
-        ("process", "ordered: Pipeline.process"),
+        ("process", "ordered: SkyDecider.decide"),
         ("write", "ordered: Store.write"),
         ("rest", "ordered: rest (has_image, state, ...)"),
         ("ordered", "ordered stage in all (serial)"),
@@ -597,8 +598,8 @@ def report_flat(fl: dict[str, Any]) -> None:
     )
     names = {
         "total": "total (measure + ordered)",
-        "ordered": "ordered (process_one)",
-        "process": "Pipeline.process",
+        "ordered": "ordered (Driver.process)",
+        "process": "SkyDecider.decide",
         "write": "Store.write",
         "measure": "measure (read+QC+extract)",
     }

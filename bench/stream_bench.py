@@ -32,15 +32,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment, environment_line, mark, table  # noqa: E402
 
 from trapline.pipeline.config import PipelineConfig  # noqa: E402
+from trapline.run import LiveProcessor  # noqa: E402
 from trapline.stream.config import StreamConfig  # noqa: E402
-from trapline.stream.listener import Listener, PipelineProcessor  # noqa: E402
+from trapline.stream.listener import Listener  # noqa: E402
 
 
 async def run(args, db_url: str) -> dict:
     from trapline.plugins.alerter import Alerter
 
     config = PipelineConfig()
-    processor = PipelineProcessor(db_url, config, plugins=[Alerter()])
+    processor = LiveProcessor(db_url, config, plugins=[Alerter()])
     listener = Listener(StreamConfig(host="127.0.0.1", port=0, bands=args.bands,
                                      max_wait_s=2.0, max_queue=args.max_queue), processor)
     task = asyncio.create_task(listener.run())

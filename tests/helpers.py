@@ -38,10 +38,12 @@ def match_to_truth(
     return truth, np.where(dist <= radius_pix, idx, -1)
 
 
-def stream_through(processor, sim, fmt: str = "gijs", bands: int | None = None):
-    """Send a simulated series over a socket to a Listener feeding ``processor``; wait
-    until every image is processed; return the listener's metrics."""
+def stream_through(processor, sim, fmt: str = "gijs", bands: int | None = None,
+                   epochs: slice = slice(None)):
+    """Send a simulated series (its ``epochs``) over a socket to a Listener feeding
+    ``processor``; wait until every image is processed; return the listener's metrics."""
     import asyncio
+    import itertools
 
     from trapline.stream.config import StreamConfig
     from trapline.stream.listener import Listener
@@ -53,7 +55,8 @@ def stream_through(processor, sim, fmt: str = "gijs", bands: int | None = None):
         task = asyncio.create_task(listener.run())
         await listener.started.wait()
         sent = await send_timesteps("127.0.0.1", listener.ports[0],
-                                    simulated_timesteps(sim), fmt)
+                                    itertools.islice(simulated_timesteps(sim), epochs.start,
+                                                     epochs.stop), fmt)
         for _ in range(600):
             if listener.metrics.images_processed == sent:
                 break

@@ -12,6 +12,7 @@ import pytest
 from helpers import REDIS_URL  # noqa: E402
 from test_channels_data import simulated_results
 
+from trapline import records
 from trapline.alerts import Alert, LightcurvePoints
 from trapline.channels import (
     CANDIDATES,
@@ -25,8 +26,7 @@ from trapline.channels import (
     open_broker,
     publish_result,
 )
-from trapline.pipeline import records
-from trapline.pipeline.records import BLIND
+from trapline.records import BLIND
 
 
 def assert_same(a, b, path="record"):

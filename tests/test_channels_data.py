@@ -4,7 +4,6 @@ ImageResults of a small simulated series with transients, and a database reader.
 from __future__ import annotations
 
 import functools
-import json
 import tempfile
 from pathlib import Path
 
@@ -12,10 +11,10 @@ import pandas as pd
 
 import trapline.api
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.core import Pipeline
+from trapline.pipeline.decide import SkyDecider
 from trapline.pipeline.measure import measure
-from trapline.pipeline.records import ImageResult
-from trapline.pipeline.runner import sort_by_time
+from trapline.records import ImageResult
+from trapline.run import sort_by_time
 from trapline.simulate import SimulationConfig, write_series
 
 SIM = SimulationConfig(seed=4, epochs=8, bands=2, size=256, n_steady=15, n_variable=3,
@@ -28,14 +27,11 @@ def simulated_results() -> tuple[tuple[ImageResult, dict[str, str]], ...]:
     out_dir = Path(tempfile.mkdtemp(prefix="trapline-channels-"))
     files = write_series(SIM, out_dir)
     config = PipelineConfig()
-    pipeline = Pipeline(config)
+    decider = SkyDecider(config)
     out = []
     for path in sort_by_time([str(p) for p in files.images]):
-        result = pipeline.process(measure(path, config))
-        state = {"next_source_id": str(pipeline.sky.next_id),
-                 "depth_nside": str(pipeline.depth.nside),
-                 "band_centres_hz": json.dumps(pipeline.bands.centres)}
-        out.append((result, state))
+        (result,) = decider.decide([measure(path, config)])
+        out.append((result, decider.state_values()))
     return tuple(out)
 
 

@@ -51,13 +51,13 @@ def test_listen_feeds_in_process_plugins(tmp_path):
     from helpers import stream_through
 
     from trapline.commands import load_plugin_specs
-    from trapline.stream.listener import PipelineProcessor
+    from trapline.run import LiveProcessor
 
     sim = SimulationConfig(seed=6, epochs=6, bands=1, size=256, n_steady=10, n_variable=2,
                            n_transient=2, n_fading=0, transient_start_epoch=3)
     db = tmp_path / "live.sqlite"
     plugins = load_plugin_specs(["alerter"], str(db))
-    processor = PipelineProcessor(str(db), plugins=plugins)
+    processor = LiveProcessor(str(db), plugins=plugins)
     stream_through(processor, sim, "fits")
     candidates = trapline.api.open(str(db)).candidates()
     assert len(candidates) > 0

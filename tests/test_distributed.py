@@ -10,7 +10,7 @@ import pytest
 import trapline.api
 from trapline.errors import TraplineError
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.runner import run_files
+from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 
 distributed = pytest.importorskip("distributed")
@@ -50,9 +50,9 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path):
 def _listen(db, sim, scheduler=None):
     from helpers import stream_through
 
-    from trapline.stream.listener import PipelineProcessor
+    from trapline.run import LiveProcessor
 
-    return stream_through(PipelineProcessor(str(db), scheduler=scheduler), sim)
+    return stream_through(LiveProcessor(str(db), scheduler=scheduler), sim)
 
 
 def test_listen_measures_on_dask_workers(tmp_path):

@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 import trapline.api
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.geometry import unit_vectors
-from trapline.pipeline.runner import run_files
+from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 
 

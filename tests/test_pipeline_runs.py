@@ -12,7 +12,7 @@ from astropy.io import fits
 import trapline.api
 from trapline.cli import main
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.runner import run_files
+from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 
 SIM = SimulationConfig(seed=4, epochs=8, bands=2, size=256, n_steady=15, n_variable=3,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from trapline import api
 from trapline.cli import main
-from trapline.pipeline.records import (
+from trapline.records import (
     BLIND,
     FORCED,
     MONITOR,
@@ -89,7 +89,7 @@ def make_result(
         source_id=sid, ra=ra, dec=dec, ra_err=u() * 1e-4, dec_err=u() * 1e-4,
         first_time_mjd=np.full(n, time_mjd), last_time_mjd=np.full(n, time_mjd),
         n_blind=np.ones(n, dtype=np.int64), n_forced=np.zeros(n, dtype=np.int64),
-        is_monitor=kind == MONITOR,
+        is_monitor=kind == MONITOR, misses=np.zeros(n, dtype=np.int64),
     )  # fmt: skip
     stats = {name: u() for name in BandStatistics.names()}
     stats.update(
@@ -145,7 +145,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     upgrade(store.engine, fresh_from_models=False)  # every migration, in order
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == HEAD_REVISION == "0004"
+    assert store.revision() == head_revision() == HEAD_REVISION == "0005"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []

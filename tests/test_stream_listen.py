@@ -17,11 +17,11 @@ from astropy.wcs import WCS
 
 import trapline.api
 from trapline.image import Beam, Image
+from trapline.run import LiveProcessor
 from trapline.simulate import SimulationConfig
 from trapline.stream import (
     MAGIC,
     Listener,
-    PipelineProcessor,
     StreamConfig,
     encode,
     send_timesteps,
@@ -142,7 +142,7 @@ def test_fits_format_end_to_end_into_sqlite(tmp_path):
     db = tmp_path / "fits.sqlite"
 
     async def main():
-        processor = PipelineProcessor(str(db))
+        processor = LiveProcessor(str(db))
         listener = Listener(StreamConfig(port=0, bands=2, log_every_s=0), processor)
         task = await started(listener)
         sent = await send_timesteps(
@@ -183,7 +183,7 @@ def test_asymmetric_image_source_found_at_its_position(tmp_path, fmt):
 
     async def main():
         listener = Listener(
-            StreamConfig(port=0, bands=1, log_every_s=0), PipelineProcessor(str(db))
+            StreamConfig(port=0, bands=1, log_every_s=0), LiveProcessor(str(db))
         )
         task = await started(listener)
         await send_timesteps("127.0.0.1", listener.ports[0], [[image]], fmt)

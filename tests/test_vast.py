@@ -49,7 +49,7 @@ from helpers import shared
 
 import trapline.api
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.runner import run_files
+from trapline.run import run_files
 from trapline.testing import vast
 
 DATA = shared("synthetic/vast-pipeline")
@@ -398,6 +398,11 @@ def test_distance_association_against_vast_advanced(distance15, keys, components
     assert {first_of[s] for s in distance15.new} == vast_new == {E, G}
 
     fork_id = next(s for s, g in distance15.groups.items() if g == our_fork)
+    # The split is recorded as a relation: the new lightcurve and the source it left.
+    parent_id = next(s for s, g in distance15.groups.items() if D in g)
+    forks = [(int(s), int(p)) for r in distance15.results
+             for s, p in zip(r.forks.source_id, r.forks.parent_id, strict=True)]
+    assert forks == [(fork_id, parent_id)]
     fork_pos = distance15.positions().loc[fork_id]
     assert fork_pos.ra == pytest.approx(components[F].ra_deg_cont, abs=MAS_DEG)
     vast_fork = next(s for s, g in vgroups.items() if g == their_fork)

@@ -79,6 +79,10 @@ class Run:
         """The monitoring list."""
         return self._read(export.read, "monitors")
 
+    def forks(self) -> pd.DataFrame:
+        """One-to-many splits: lightcurve ``source_id`` forked from ``parent_id``."""
+        return self._read(export.read, "forks")
+
     def cone(self, ra: float, dec: float, radius_deg: float) -> pd.DataFrame:
         """Sources within ``radius_deg`` of (ra, dec) (deg), nearest first."""
         return self._read(export.cone, ra, dec, radius_deg)

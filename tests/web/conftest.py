@@ -20,7 +20,7 @@ def web_run(tmp_path_factory):
     """SQLite URL of a stored run: 6 epochs x 2 bands, 256 px, with candidates; raw
     points older than 2 minutes compacted into 120 s bins."""
     from trapline.pipeline.config import PipelineConfig
-    from trapline.pipeline.runner import run_files
+    from trapline.run import run_files
     from trapline.simulate import SimulationConfig, write_series
     from trapline.storage import Store
     from trapline.storage.compaction import Tier, compact

@@ -12,7 +12,7 @@ import numpy as np
 from astropy.time import Time
 
 from trapline.channels import codec
-from trapline.pipeline.records import Columns
+from trapline.records import Columns
 
 __all__ = ["Alert", "LightcurvePoints", "iso_time"]
 
@@ -59,7 +59,7 @@ class Alert:
     again after a replay carries the same id (receivers can drop duplicates). Angles
     deg (errors as arcs on the sky), time MJD UTC, fluxes Jy, frequency Hz. The reason
     is ``kind`` ('new' or 'variable'), ``level`` and ``significance`` (see
-    :class:`trapline.pipeline.records.Candidates`)."""
+    :class:`trapline.records.Candidates`)."""
 
     alert_id: str
     source_id: int

@@ -1,6 +1,6 @@
 """Serialisation of the pipeline's records for a broker: msgpack with numpy columns.
 
-Records are dataclasses of scalars and numpy columns (:mod:`trapline.pipeline.records`,
+Records are dataclasses of scalars and numpy columns (:mod:`trapline.records`,
 :class:`trapline.alerts.Alert`). They are encoded as msgpack with extension types:
 
 - a numeric (or fixed-width string) array is ``(dtype.str, shape, raw bytes)``: no
@@ -22,7 +22,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from trapline.pipeline import records
+from trapline import records
 
 __all__ = ["CodecError", "decode", "encode", "register", "registered"]
 
@@ -49,7 +49,7 @@ def registered() -> dict[str, type]:
 
 for _cls in (records.ImageRecord, records.Measurements, records.SourceStates,
              records.BandStatistics, records.Candidates, records.DepthUpdates,
-             records.ImageResult):
+             records.Forks, records.ImageResult):
     register(_cls)
 
 

@@ -16,7 +16,7 @@ from trapline.channels.base import (
     RESULTS,
     Broker,
 )
-from trapline.pipeline.records import BLIND, Columns, ImageResult
+from trapline.records import BLIND, Columns, ImageResult
 
 __all__ = ["DEFAULT_CHANNELS", "ImageColumns", "publish_result"]
 

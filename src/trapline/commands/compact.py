@@ -21,16 +21,15 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from trapline.pipeline.config import load_config
-    from trapline.pipeline.runner import tiers_of
     from trapline.storage import Store
-    from trapline.storage.compaction import compact
+    from trapline.storage.compaction import compact, tiers_from
 
     config = load_config(args.config)
     lc = config.lightcurves
     start = time.perf_counter()
     with Store(args.db) as store:
         store.upgrade()
-        passes = compact(store.engine, tiers_of(config), max_passes=args.passes,
+        passes = compact(store.engine, tiers_from(lc.tiers), max_passes=args.passes,
                          batch_rows=lc.batch_rows, candidate_window_s=lc.candidate_window_s,
                          keep_monitor_raw=lc.keep_monitor_raw, now_mjd=args.now_mjd)
     moved = sum(p.rows_deleted for p in passes)

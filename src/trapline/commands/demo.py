@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         f"in {out / 'images'} ({time.perf_counter() - t0:.1f} s); truth in {files.truth}"
     )
     try:
-        from trapline.pipeline.runner import run_files
+        from trapline.run import run_files
     except ImportError:
         return _extract_only(files.images)
     db = out / "trapline.sqlite"

@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 
 from trapline.commands import add_config_option, add_db_option, add_plugin_option
 
@@ -102,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
     from trapline.errors import ConfigError
     from trapline.image import Beam
     from trapline.pipeline.config import load_config
-    from trapline.stream import Limits, Listener, PipelineProcessor, StreamConfig, parse_address
+    from trapline.run import LiveProcessor
+    from trapline.stream import Limits, Listener, StreamConfig, parse_address
 
     config = load_config(args.config)
     port = args.port if args.port is not None else (None if args.connect else 6666)
@@ -124,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
     from trapline.commands import load_plugin_specs
 
-    processor = PipelineProcessor(args.db, config, scheduler=args.scheduler,
+    processor = LiveProcessor(args.db, config, scheduler=args.scheduler,
                                   plugins=load_plugin_specs(args.plugin, args.db))
     listener = Listener(stream, processor, beam)
 
@@ -143,11 +145,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"trapline listen: receiving on {', '.join(where)}", flush=True)
         await task
 
+    started_at = time.monotonic()
     asyncio.run(main())
-    if processor.runner is not None:
-        print(processor.runner.summary.report())
+    elapsed = time.monotonic() - started_at
+    summary = processor.summary
+    if summary is not None:
+        summary.seconds = elapsed
+        print(summary.report())
     print("stream: " + json.dumps(listener.metrics.as_dict(), sort_keys=True))
-    failed = listener.metrics.processing_errors or (
-        processor.runner is not None and processor.runner.summary.storage_errors
-    )
+    failed = listener.metrics.processing_errors or (summary is not None and summary.failed)
     return 1 if failed else 0

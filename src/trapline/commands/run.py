@@ -36,7 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from trapline.commands import load_plugin_specs
     from trapline.pipeline.config import load_config
-    from trapline.pipeline.runner import run_files
+    from trapline.run import run_files
 
     config = load_config(args.config)
     if args.workers is not None:
@@ -48,4 +48,4 @@ def run(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, broker=args.broker,
                         plugins=load_plugin_specs(args.plugin, args.db))
     print(summary.report())
-    return 1 if summary.storage_errors else 0
+    return 1 if summary.failed else 0

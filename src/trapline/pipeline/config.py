@@ -90,6 +90,7 @@ class RunSection:
     max_in_flight: int = 4
     partition_nside: int = 0
     partition_margin_deg: float = 0.5
+    storage_outage_s: float = 300.0
 
 
 HELP: dict[str, dict[str, str]] = {
@@ -155,6 +156,8 @@ HELP: dict[str, dict[str, str]] = {
                            "nside, a power of two; 0: one sky model)",
         "partition_margin_deg": "overlap of the partitions (deg): more than the association "
                                 "radius plus a few beams",
+        "storage_outage_s": "wait this long (s) for an unreachable database, holding the "
+                            "images, before stopping at the last stored one",
     },
 }
 
@@ -280,6 +283,7 @@ def _check(c: PipelineConfig) -> None:
     need(p == 0 or (p & (p - 1) == 0 and p <= 1024),
          "[run] partition_nside must be 0 or a power of two up to 1024")
     need(c.run.partition_margin_deg > 0, "[run] partition_margin_deg must be > 0")
+    need(c.run.storage_outage_s >= 0, "[run] storage_outage_s must be >= 0")
 
 
 def _check_tiers(tiers: list) -> None:

@@ -20,7 +20,7 @@ from astropy import units as u
 from astropy.coordinates import Latitude, Longitude
 from astropy_healpix import HEALPix
 
-from trapline.pipeline.records import DepthUpdates
+from trapline.records import DepthUpdates
 
 # A stored limit is rewritten only when it changed by more than this fraction, so the
 # first images of a run do not rewrite every cell each time the rms estimate wobbles.

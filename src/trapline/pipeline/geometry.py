@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+import astropy.units as u
 import numpy as np
+from astropy_healpix import HEALPix
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
@@ -51,3 +55,21 @@ def shift_position(ra0, dec0, east_deg, north_deg) -> tuple[np.ndarray, np.ndarr
         )
         ra = ra0 + np.arctan2(x * sinc, rho * np.cos(dec0) * cosc - y * np.sin(dec0) * sinc)
     return np.mod(np.degrees(ra), 360.0), np.degrees(dec)
+
+
+def healpix_cells(nside: int, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    """NESTED HEALPix cell index at ``nside`` of positions (deg); -1 where not finite."""
+    ra = np.atleast_1d(np.asarray(ra_deg, dtype=float))
+    dec = np.atleast_1d(np.asarray(dec_deg, dtype=float))
+    cells = np.full(ra.shape, -1, dtype=np.int64)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if ok.any():
+        hp = _healpix(nside)
+        cells[ok] = hp.lonlat_to_healpix(np.mod(ra[ok], 360.0) * u.deg,
+                                         np.clip(dec[ok], -90.0, 90.0) * u.deg)
+    return cells
+
+
+@lru_cache(maxsize=16)
+def _healpix(nside: int) -> HEALPix:
+    return HEALPix(nside=nside, order="nested")

@@ -18,17 +18,20 @@ from trapline.io import read_image
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.ingest import describe_error, footprint, image_key, unreadable_key
 from trapline.pipeline.quality import image_checks
-from trapline.pipeline.records import ImageRecord
+from trapline.records import ImageRecord
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Measured:
-    """One image after the measuring stage. ``extraction`` is None when rejected."""
+    """One image after the measuring stage. ``extraction`` is None when rejected.
+    ``detection_index``: when ``extraction`` holds part of the image's catalogue (a sky
+    partition's), each detection's index in the whole one."""
 
     record: ImageRecord
     extraction: Extraction | None
+    detection_index: np.ndarray | None = None
 
 
 def extraction_config(config: PipelineConfig) -> ExtractionConfig:
@@ -66,8 +69,7 @@ def measure(source: str | Image, config: PipelineConfig) -> Measured:
     record = _record(image, finite, True, None, len(result.sources))
     reason = image_checks(image, record.rms_median, config.quality)
     if reason:
-        record.accepted, record.reject_reason, record.n_blind = False, reason, 0
-        return Measured(record, None)
+        return Measured(replace(record, accepted=False, reject_reason=reason, n_blind=0), None)
     # Trim what the ordered stage does not need before it crosses a process boundary:
     # the raw pixels give way to the residual (same shape and WCS, pickled once), and
     # the rms map to its cell values, interpolated where the ordered stage looks.

@@ -1,6 +1,6 @@
 """Association partitioned by sky region: independent pipelines per HEALPix tile.
 
-Each tile's :class:`~trapline.pipeline.core.Pipeline` sees the detections in its tile
+Each tile's :class:`~trapline.pipeline.decide.SkyDecider` sees the detections in its tile
 and in a margin around it, and keeps its own sky model, depth map and statistics. A
 source within the margin of two tiles lives in both, as identical copies: both see
 the same detections around it, decide the same way and give a new source the same id
@@ -11,45 +11,51 @@ the image's result. The margin must exceed the association radius plus the large
 distance over which association decisions interact (a few beams); the default 0.5 deg
 suits beams up to a few arcminutes. The partitions are independent, so they can run in
 parallel processes or on different machines: with a Dask scheduler each partition is
-an actor on a worker (:meth:`PartitionedPipeline.use_client`).
+an actor on a worker (:meth:`PartitionedDecider.use_client`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import Latitude, Longitude
 from astropy_healpix import HEALPix
 
+from trapline.errors import ConfigError
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.core import Pipeline
-from trapline.pipeline.geometry import shift_position
+from trapline.pipeline.decide import SkyDecider
+from trapline.pipeline.depth import nside_for_beam
+from trapline.pipeline.geometry import healpix_cells, shift_position
 from trapline.pipeline.measure import Measured
-from trapline.pipeline.records import (
+from trapline.records import (
     BandStatistics,
     Candidates,
     DepthUpdates,
+    Forks,
     ImageResult,
     Measurements,
     SourceStates,
+    StoredState,
+    concat,
 )
 
 # New source ids: image sequence number times this, plus the detection's index.
 ID_STRIDE = 1 << 24
 
 
-class PartitionedPipeline:
-    """Pipelines per HEALPix tile (``nside``) with ``margin_deg`` of overlap."""
+class PartitionedDecider:
+    """Sky deciders per HEALPix tile (``nside``) with ``margin_deg`` of overlap."""
 
     def __init__(self, config: PipelineConfig | None = None, nside: int = 8,
                  margin_deg: float = 0.5):
         self.config = config or PipelineConfig()
         self.tiles = HEALPix(nside=nside, order="nested")
         self.margin_deg = margin_deg
-        self.partitions: dict[int, Pipeline] = {}
+        self.partitions: dict[int, SkyDecider] = {}
         self.sequence = 0
+        self.next_monitor_id = 1
         self.client = None
         self._footprints: dict[tuple, np.ndarray] = {}
         self._depth_healpix: HEALPix | None = None
@@ -63,8 +69,7 @@ class PartitionedPipeline:
         self.client = client
 
     def tile_of(self, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-        return np.asarray(self.tiles.lonlat_to_healpix(Longitude(np.asarray(ra) * u.deg),
-                                                       Latitude(np.asarray(dec) * u.deg)))
+        return healpix_cells(self.tiles.nside, ra, dec)
 
     def tiles_near(self, ra: np.ndarray, dec: np.ndarray) -> list[np.ndarray]:
         """Per position, the tiles within ``margin_deg`` (its own and its neighbours')."""
@@ -100,9 +105,9 @@ class PartitionedPipeline:
         pipeline = self.partitions.get(tile)
         if pipeline is None:
             if self.client is not None:
-                pipeline = self.client.submit(Pipeline, self.config, actor=True).result()
+                pipeline = self.client.submit(SkyDecider, self.config, actor=True).result()
             else:
-                pipeline = Pipeline(self.config)
+                pipeline = SkyDecider(self.config)
             self.partitions[tile] = pipeline
             if self._stored is not None:
                 _wait(pipeline.restore(self._tile_state(tile)))
@@ -112,6 +117,7 @@ class PartitionedPipeline:
         """Resume from a stored run: each partition gets the sources in its tile and
         margin, their sums, the depth map and the run-state values, when it is created."""
         self.sequence = int(state.values.get("partition_sequence", 0))
+        self.next_monitor_id = int(state.values.get("partition_next_monitor_id", 1))
         if not len(state.sources) and not len(state.depth):
             return
         self._stored = state
@@ -121,22 +127,25 @@ class PartitionedPipeline:
         for tile in np.unique(np.concatenate(near)) if near else []:
             self._partition(int(tile))
 
-    def _tile_state(self, tile: int):
-        from trapline.storage.state import StoredState
-
+    def _tile_state(self, tile: int) -> StoredState:
         state = self._stored
         src = state.sources
         mask = np.array([tile in t for t in self._stored_near], dtype=bool)
         ids = src.source_id[mask] if len(src) else np.zeros(0, dtype=np.int64)
         stats = state.statistics
         keep = np.isin(stats.source_id, ids) if len(stats) else np.zeros(0, dtype=bool)
-        return StoredState(sources=_select(src, mask) if len(src) else src,
-                           statistics=_select(stats, keep) if len(stats) else stats,
-                           depth=state.depth, monitors=[], values=dict(state.values))
+        flagged = state.flagged
+        if flagged is not None and len(flagged):
+            flagged = flagged.rows(np.isin(flagged.source_id, ids))
+        return StoredState(sources=src.rows(mask) if len(src) else src,
+                           statistics=stats.rows(keep) if len(stats) else stats,
+                           depth=state.depth, monitors=[], values=dict(state.values),
+                           flagged=flagged)
 
     def state_values(self) -> dict[str, str]:
         """Run-state values to store with each image (identical in every partition)."""
-        values = {"partition_sequence": str(self.sequence)}
+        values = {"partition_sequence": str(self.sequence),
+                  "partition_next_monitor_id": str(self.next_monitor_id)}
         if self.partitions:
             first = next(iter(self.partitions.values()))
             values.update(_wait(first.state_values()))
@@ -150,26 +159,73 @@ class PartitionedPipeline:
             owned.update(np.asarray(_wait(part.owned_sources(self.tiles.nside, tile))).tolist())
         return owned
 
-    def process(self, measured: Measured) -> ImageResult:
-        """One image through every partition it touches; their owned parts merged."""
-        if not measured.record.accepted or measured.extraction is None:
-            return ImageResult(measured.record)
-        self.sequence += 1
-        ex = measured.extraction
-        cat = ex.sources
-        near = self.tiles_near(cat.ra_deg, cat.dec_deg) if len(cat) else []
+    def add_monitors(self, positions: Sequence[tuple[float, float, str]]
+                     ) -> list[tuple[str, float, float, int]]:
+        """Monitoring-list positions go to every partition whose tile or margin holds
+        them, under one id (below ``ID_STRIDE``, which blind sources never use); the
+        tile that owns the position reports its measurements."""
+        stored = self._stored.sources if self._stored is not None else None
+        known: dict[tuple[float, float], int] = {}
+        if stored is not None and len(stored):
+            for sid, ra, dec in zip(stored.source_id[stored.is_monitor],
+                                    stored.ra[stored.is_monitor],
+                                    stored.dec[stored.is_monitor], strict=True):
+                known[(round(float(ra), 7), round(float(dec), 7))] = int(sid)
+        added = []
+        for ra, dec, name in positions:
+            key = (round(ra, 7), round(dec, 7))
+            source_id = known.get(key)
+            if source_id is None:
+                source_id = self.next_monitor_id
+                if source_id >= ID_STRIDE:
+                    raise ConfigError(f"more than {ID_STRIDE - 1} monitoring positions")
+                self.next_monitor_id += 1
+                known[key] = source_id
+                added.append((name, ra, dec, source_id))
+            for tile in self.tiles_near(np.array([ra]), np.array([dec]))[0]:
+                _wait(self._partition(int(tile)).add_monitors(
+                    [(ra, dec, name)], source_ids=[source_id]))
+        return added
+
+    def source_count(self) -> int:
+        return len(self.owned_source_ids())
+
+    def decide(self, timestep: Sequence[Measured]) -> list[ImageResult]:
+        """One timestep through every partition it touches; their owned parts merged."""
+        # Frequency order: the ids a timestep's new sources get do not depend on the
+        # order its bands came in.
+        accepted = sorted((i for i, m in enumerate(timestep)
+                           if m.record.accepted and m.extraction is not None),
+                          key=lambda i: (timestep[i].record.freq_hz, timestep[i].record.image_key))
+        results: list[ImageResult] = [ImageResult(m.record) for m in timestep]
+        if not accepted:
+            return results
+        id_bases: list[int] = []
+        subsets: dict[int, list[tuple[int, Measured]]] = {}
+        for k, i in enumerate(accepted):
+            self.sequence += 1
+            id_bases.append(self.sequence * ID_STRIDE)
+            ex = timestep[i].extraction
+            cat = ex.sources
+            near = self.tiles_near(cat.ra_deg, cat.dec_deg) if len(cat) else []
+            for tile in self._image_tiles(ex.image):
+                mine = np.array([tile in t for t in near], dtype=bool)
+                sub = Measured(timestep[i].record, replace(ex, sources=cat.select(mine)),
+                               detection_index=np.flatnonzero(mine))
+                subsets.setdefault(int(tile), []).append((k, sub))
         pending = []
-        for tile in self._image_tiles(ex.image):
-            pipeline = self._partition(int(tile))
-            mine = np.array([tile in t for t in near], dtype=bool)
-            sub = replace(ex, sources=cat.select(mine))
-            sub.detection_index = np.flatnonzero(mine)
-            record = replace(measured.record)
-            pending.append((int(tile), pipeline.process(Measured(record, sub),
-                                                        self.sequence * ID_STRIDE)))
+        for tile, subs in sorted(subsets.items()):
+            decided = self._partition(tile).decide([sub for _, sub in subs],
+                                                   [id_bases[k] for k, _ in subs])
+            pending.append((tile, [k for k, _ in subs], decided))
         # On a cluster the partitions work at once; results are collected in tile order.
-        parts = [(tile, _wait(r)) for tile, r in pending]
-        return self._merge(measured, parts)
+        per_image: dict[int, list[tuple[int, ImageResult]]] = {}
+        for tile, ks, decided in pending:
+            for k, result in zip(ks, _wait(decided), strict=True):
+                per_image.setdefault(k, []).append((tile, result))
+        for k, i in enumerate(accepted):
+            results[i] = self._merge(timestep[i], per_image.get(k, []))
+        return results
 
     def _merge(self, measured: Measured, parts) -> ImageResult:
         record = parts[0][1].image if parts else measured.record
@@ -177,36 +233,34 @@ class PartitionedPipeline:
             return ImageResult(record)
         owned = [(tile, result) for tile, result in parts if result.image.accepted]
         pieces = {"measurements": [], "sources": [], "statistics": [], "candidates": [],
-                  "depth": []}
+                  "depth": [], "forks": []}
         for tile, result in owned:
             src = result.sources
             own_src = self.tile_of(src.ra, src.dec) == tile if len(src) else np.zeros(0, bool)
             mine = set(src.source_id[own_src].tolist())
-            for name in ("measurements", "statistics", "candidates"):
+            for name in ("measurements", "statistics", "candidates", "forks"):
                 cols = getattr(result, name)
                 keep = np.array([s in mine for s in cols.source_id], dtype=bool)
-                pieces[name].append(_select(cols, keep))
-            pieces["sources"].append(_select(src, own_src))
+                pieces[name].append(cols.rows(keep))
+            pieces["sources"].append(src.rows(own_src))
             depth = result.depth
             if len(depth):
                 lon, lat = self._depth_cells(measured).healpix_to_lonlat(depth.cell)
                 keep = self.tile_of(lon.to_value(u.deg), lat.to_value(u.deg)) == tile
-                pieces["depth"].append(_select(depth, keep))
-        record.n_blind = len(measured.extraction.sources)
-        merged = {name: _concat(cls, pieces[name]) for name, cls in (
+                pieces["depth"].append(depth.rows(keep))
+        merged = {name: concat(cls, pieces[name]) for name, cls in (
             ("measurements", Measurements), ("sources", SourceStates),
             ("statistics", BandStatistics), ("candidates", Candidates),
-            ("depth", DepthUpdates))}
-        record.n_forced = int((merged["measurements"].kind == 1).sum())
-        record.n_monitor = int((merged["measurements"].kind == 2).sum())
+            ("depth", DepthUpdates), ("forks", Forks))}
+        record = replace(record, n_blind=len(measured.extraction.sources),
+                         n_forced=int((merged["measurements"].kind == 1).sum()),
+                         n_monitor=int((merged["measurements"].kind == 2).sum()))
         return ImageResult(image=record, **merged)
 
 
     def _depth_cells(self, measured: Measured) -> HEALPix:
         """The partitions' depth-map grid (the same in all, set by the first image)."""
         if self._depth_healpix is None:
-            from trapline.pipeline.depth import nside_for_beam
-
             ns = self.config.new_source
             nside = ns.depth_nside or nside_for_beam(measured.extraction.image.beam.bmaj_deg,
                                                      ns.depth_cell_beams)
@@ -217,15 +271,3 @@ class PartitionedPipeline:
 def _wait(value):
     """The value of a Dask actor call, or the value itself in process."""
     return value.result() if hasattr(value, "result") else value
-
-
-def _select(columns, keep: np.ndarray):
-    return type(columns)(**{n: np.asarray(v)[keep] for n, v in columns.as_dict().items()})
-
-
-def _concat(cls, parts):
-    parts = [p for p in parts if len(p)]
-    if not parts:
-        return cls.empty()
-    return cls(**{n: np.concatenate([np.asarray(getattr(p, n)) for p in parts])
-                  for n in cls.names()})

@@ -58,3 +58,13 @@ class RmsHistory:
 
     def add(self, band: int, rms: float) -> None:
         self._history.setdefault(band, deque(maxlen=self.q.rms_history)).append(rms)
+
+    def dump(self) -> dict[str, list[float]]:
+        """The history per band, to store with the run (a resumed run checks as an
+        uninterrupted one does)."""
+        return {str(band): list(values) for band, values in self._history.items()}
+
+    def load(self, stored: dict[str, list[float]]) -> None:
+        for band, values in stored.items():
+            self._history[int(band)] = deque((float(v) for v in values),
+                                             maxlen=self.q.rms_history)

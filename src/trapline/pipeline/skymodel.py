@@ -10,11 +10,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from trapline.pipeline.boundary import usable_points
 from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
-from trapline.pipeline.records import BandStatistics, SourceStates
-
-_STAT_SUMS = ("sw_int", "swf_int", "swf2_int", "sf_int", "sf2_int",
-              "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak")
+from trapline.records import STAT_SUMS, BandStatistics, SourceStates, eta_v
 
 
 class Growable:
@@ -54,32 +52,14 @@ class BandState(Growable):
     """Per-source running sums of one frequency band, indexed like the sky model."""
 
     def __init__(self, capacity: int = 1024):
-        columns = {name: np.dtype(np.float64) for name in _STAT_SUMS}
-        columns.update(n=np.dtype(np.int64), misses=np.dtype(np.int64),
-                       max_snr=np.dtype(np.float64), flagged=np.dtype(bool))
+        columns = {name: np.dtype(np.float64) for name in STAT_SUMS}
+        columns.update(n=np.dtype(np.int64), max_snr=np.dtype(np.float64),
+                       flagged=np.dtype(bool))
         super().__init__(columns, capacity)
 
     def ensure(self, size: int) -> None:
         if size > self.n:
             self.append(size - self.n)
-
-
-def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
-    """TraP's variability statistics from running sums.
-
-    eta = N/(N-1) (<w f^2> - <w f>^2 / <w>): the reduced chi^2 about the weighted mean;
-    V = s/<f>: the coefficient of variation (sample standard deviation over the mean).
-    NaN below two points.
-    """
-    n = np.asarray(n, float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        factor = n / (n - 1.0)
-        eta = factor * (swf2 / n - (swf / n) ** 2 / (sw / n))
-        mean = sf / n
-        var = factor * (sf2 / n - mean**2)
-        v = np.sqrt(np.maximum(var, 0.0)) / mean
-    ok = n >= 2
-    return np.where(ok, eta, np.nan), np.where(ok, v, np.nan)
 
 
 class SkyModel:
@@ -97,6 +77,7 @@ class SkyModel:
                 "last_time": np.dtype(np.float64),
                 "n_blind": np.dtype(np.int64),
                 "n_forced": np.dtype(np.int64),
+                "misses": np.dtype(np.int64),
                 "is_monitor": np.dtype(bool),
             }
         )
@@ -184,10 +165,16 @@ class SkyModel:
         state.ensure(len(self))
         return state
 
-    def add_fluxes(self, band: int, rows, peak, peak_err, flux, flux_err) -> None:
-        """Add one point per row to the running sums of a band (rows unique)."""
+    def add_fluxes(self, band: int, rows, peak, peak_err, flux, flux_err) -> np.ndarray:
+        """Add one point per row to the running sums of a band (rows unique); returns
+        the mask of the points counted. A point whose flux is not finite, or whose
+        error is not a finite positive number, carries no weight and is left out of
+        every sum (as TraP drops it), so that n and both statistics see the same points."""
+        usable = usable_points(peak, peak_err) & usable_points(flux, flux_err)
+        rows = np.asarray(rows)[usable]
         b = self.band(band)
         for suffix, f, e in (("int", flux, flux_err), ("peak", peak, peak_err)):
+            f, e = np.asarray(f)[usable], np.asarray(e)[usable]
             w = 1.0 / np.square(e)
             b.full("sw_" + suffix)[rows] += w
             b.full("swf_" + suffix)[rows] += w * f
@@ -195,11 +182,63 @@ class SkyModel:
             b.full("sf_" + suffix)[rows] += f
             b.full("sf2_" + suffix)[rows] += f * f
         b.full("n")[rows] += 1
+        return usable
+
+    def note_detections(self, band: int, rows: np.ndarray, snr: np.ndarray,
+                        time_mjd: float) -> None:
+        """Blind detections of ``rows`` (unique) at ``time_mjd``: counted, their miss
+        count reset, the band's highest S/N kept."""
+        s = self.sources
+        s.n_blind[rows] += 1
+        s.last_time[rows] = time_mjd
+        s.misses[rows] = 0
+        b = self.band(band)
+        b.full("max_snr")[rows] = np.fmax(b.full("max_snr")[rows], snr)
+
+    def rows_of(self, source_ids: np.ndarray) -> np.ndarray:
+        """Rows of the sources with these ids (all must exist)."""
+        ids = self.sources.source_id
+        order = np.argsort(ids, kind="stable")
+        return order[np.searchsorted(ids[order], np.asarray(source_ids, dtype=np.int64))]
+
+    def monitor_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.sources.is_monitor)
+
+    def n_blind_sources(self) -> int:
+        """Number of blind (not monitoring-list) sources."""
+        return int((~self.sources.is_monitor).sum())
+
+    def restore(self, sources: SourceStates, statistics: BandStatistics,
+                flagged: np.ndarray) -> None:
+        """Load stored sources and their per-band sums (``flagged``: per statistics row,
+        whether that source was already reported variable in that band)."""
+        if len(sources):
+            rows = self.add(sources.ra, sources.dec, sources.ra_err, sources.dec_err, np.nan,
+                            source_ids=np.asarray(sources.source_id, dtype=np.int64))
+            s = self.sources
+            s.is_monitor[rows] = np.asarray(sources.is_monitor, dtype=bool)
+            s.first_time[rows] = sources.first_time_mjd
+            s.last_time[rows] = sources.last_time_mjd
+            s.n_blind[rows] = sources.n_blind
+            s.n_forced[rows] = sources.n_forced
+            s.misses[rows] = sources.misses
+        if not len(statistics):
+            return
+        rows = self.rows_of(statistics.source_id)
+        bands = np.asarray(statistics.band)
+        for band in np.unique(bands):
+            sel = bands == band
+            b = self.band(int(band))
+            r = rows[sel]
+            for name in (*STAT_SUMS, "max_snr"):
+                b.full(name)[r] = np.nan_to_num(np.asarray(getattr(statistics, name))[sel])
+            b.full("n")[r] = np.asarray(statistics.n)[sel]
+            b.full("flagged")[r] = np.asarray(flagged, dtype=bool)[sel]
 
     def statistics(self, band: int, rows: np.ndarray) -> BandStatistics:
         """Current statistics of some sources in a band, as a storage record."""
         b = self.band(band)
-        col = {name: b.full(name)[rows] for name in _STAT_SUMS}
+        col = {name: b.full(name)[rows] for name in STAT_SUMS}
         n = b.full("n")[rows]
         eta_int, v_int = eta_v(n, col["sw_int"], col["swf_int"], col["swf2_int"],
                                col["sf_int"], col["sf2_int"])
@@ -208,7 +247,7 @@ class SkyModel:
         return BandStatistics(
             source_id=self.sources.source_id[rows], band=np.full(len(rows), band), n=n,
             eta_int=eta_int, v_int=v_int, eta_peak=eta_peak, v_peak=v_peak,
-            max_snr=b.full("max_snr")[rows], misses=b.full("misses")[rows], **col,
+            max_snr=b.full("max_snr")[rows], misses=self.sources.misses[rows], **col,
         )
 
     def states(self, rows: np.ndarray) -> SourceStates:
@@ -219,5 +258,5 @@ class SkyModel:
             source_id=s.source_id[rows], ra=s.ra[rows], dec=s.dec[rows],
             ra_err=ra_err, dec_err=dec_err, first_time_mjd=s.first_time[rows],
             last_time_mjd=s.last_time[rows], n_blind=s.n_blind[rows],
-            n_forced=s.n_forced[rows], is_monitor=s.is_monitor[rows],
+            n_forced=s.n_forced[rows], is_monitor=s.is_monitor[rows], misses=s.misses[rows],
         )

@@ -13,8 +13,8 @@ import numpy as np
 
 from trapline.alerts.record import Alert, LightcurvePoints
 from trapline.channels.base import ALERTS, RESULTS
-from trapline.pipeline.records import KIND_NAMES, ImageResult
 from trapline.plugins.base import BasePlugin, PluginContext
+from trapline.records import KIND_NAMES, ImageResult
 
 __all__ = ["Alerter", "make_alerts"]
 

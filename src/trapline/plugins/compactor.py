@@ -46,10 +46,10 @@ class Compactor(BasePlugin):
             self.compact_once()
 
     def compact_once(self) -> None:
-        from trapline.storage.compaction import Tier, compact_pass
+        from trapline.storage.compaction import compact_pass, tiers_from
 
         lc = self.config.lightcurves
-        tiers = [Tier(float(r), float(k)) for r, k in lc.tiers]
+        tiers = tiers_from(lc.tiers)
         try:
             done = compact_pass(self.store.engine, tiers, batch_rows=lc.batch_rows,
                                 candidate_window_s=lc.candidate_window_s,

@@ -6,8 +6,8 @@ import json
 import logging
 
 from trapline.channels.base import RESULTS, Message
-from trapline.pipeline.records import ImageResult
 from trapline.plugins.base import BasePlugin, PluginContext
+from trapline.records import ImageResult
 
 __all__ = ["DBWriter", "STATE_HEADER"]
 

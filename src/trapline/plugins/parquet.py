@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 
 from trapline.alerts.record import iso_time
 from trapline.channels.base import RESULTS
-from trapline.pipeline.records import KIND_NAMES, ImageResult
 from trapline.plugins.base import BasePlugin
+from trapline.records import KIND_NAMES, ImageResult
 
 __all__ = ["ParquetArchiver", "measurement_table"]
 

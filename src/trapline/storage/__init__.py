@@ -1,12 +1,12 @@
 """Storage of pipeline results in SQLite or PostgreSQL (schema, migrations, writes, reads).
 
 The database is storage only: the pipeline computes in memory and hands the
-:class:`Store` one :class:`~trapline.pipeline.records.ImageResult` per image.
+:class:`Store` one :class:`~trapline.records.ImageResult` per image.
 """
 
+from trapline.records import MonitorEntry, StoredState
 from trapline.storage.engine import default_url
 from trapline.storage.errors import StorageError
-from trapline.storage.state import MonitorEntry, StoredState
 from trapline.storage.store import Store
 
 __all__ = ["MonitorEntry", "Store", "StorageError", "StoredState", "default_url"]

@@ -47,6 +47,11 @@ class Tier:
     keep_s: float
 
 
+def tiers_from(ladder: list) -> list[Tier]:
+    """Tiers from a configured ladder ``[[resolution_s, keep_s], ...]``."""
+    return [Tier(float(r), float(k)) for r, k in ladder]
+
+
 @dataclass
 class PassResult:
     """What one compaction pass did."""

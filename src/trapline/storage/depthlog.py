@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from sqlalchemy import Connection, delete, insert, select
 
-from trapline.pipeline.records import DepthUpdates
+from trapline.records import DepthUpdates
 from trapline.storage import models
 
 LOG = models.SkyDepthLog.__table__

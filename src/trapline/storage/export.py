@@ -53,6 +53,7 @@ VARIABILITY_COLUMNS = [
 ]  # fmt: skip
 CANDIDATE_COLUMNS = ["source_id", "kind", "level", "time", "image_id", "significance"]
 MONITOR_COLUMNS = ["monitor_id", "name", "ra", "dec", "source_id", "added"]
+FORK_COLUMNS = ["source_id", "parent_id", "image_id", "time"]
 
 
 def iso_utc(mjd: pd.Series | np.ndarray) -> pd.Series:
@@ -125,6 +126,12 @@ def _monitors() -> Select:
     )
 
 
+def _forks() -> Select:
+    f = models.SourceFork
+    return (select(f.source_id, f.parent_id, f.image_id, I.time_mjd)
+            .join(I, I.image_id == f.image_id).order_by(f.source_id))
+
+
 TABLES: dict[str, Export] = {
     "images": Export(_images, IMAGE_COLUMNS, {"time": "time_mjd"}),
     "sources": Export(
@@ -134,8 +141,10 @@ TABLES: dict[str, Export] = {
     "variability": Export(_variability, VARIABILITY_COLUMNS, {}),
     "candidates": Export(_candidates, CANDIDATE_COLUMNS, {"time": "time_mjd"}),
     "monitors": Export(_monitors, MONITOR_COLUMNS, {"added": "added_mjd"}),
+    # One-to-many splits: lightcurve source_id forked from parent_id in image image_id.
+    "forks": Export(_forks, FORK_COLUMNS, {"time": "time_mjd"}),
 }
-EXPORTS = ["images", "sources", "measurements", "variability", "candidates"]
+EXPORTS = ["images", "sources", "measurements", "variability", "candidates", "forks"]
 
 
 def _column(values: Sequence, type_, nullable: bool):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, select
 
-from trapline.pipeline.skymodel import eta_v
+from trapline.records import eta_v
 from trapline.storage import models
 from trapline.storage.compaction import _bins_from_points, _combine, bin_start
 from trapline.storage.export import iso_utc

@@ -105,6 +105,8 @@ class Source(Base):
     n_blind: Mapped[int]
     n_forced: Mapped[int]
     is_monitor: Mapped[bool]
+    # Timesteps since the last blind detection in any band (forced fits stop at max_misses).
+    misses: Mapped[int] = mapped_column(server_default="0")
     # NESTED HEALPix index at nside 2**16 (~3.2 arcsec pixels) for cone searches.
     healpix: Mapped[int] = mapped_column(BigInteger, index=True)
 
@@ -188,6 +190,19 @@ class Candidate(Base):
     significance: Mapped[float | None]
     flux: Mapped[float | None]
     limit: Mapped[float | None]
+
+
+class SourceFork(Base):
+    """A one-to-many split: the lightcurve ``source_id`` forked from ``parent_id`` when
+    two detections in image ``image_id`` both matched the parent."""
+
+    __tablename__ = "source_fork"
+
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"),
+                                           primary_key=True, autoincrement=False)
+    parent_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"),
+                                           index=True)
+    image_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("image.image_id"))
 
 
 class SkyDepth(Base):

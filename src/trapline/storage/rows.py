@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from trapline.pipeline.records import KIND_NAMES, ImageRecord, ImageResult
+from trapline.records import KIND_NAMES, ImageRecord, ImageResult
 
 UNIX_EPOCH_MJD = 40587.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

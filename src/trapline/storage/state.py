@@ -3,37 +3,19 @@ of sources (never the number of measurements)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 from sqlalchemy import Connection, select
 
-from trapline.pipeline.records import BandStatistics, Columns, DepthUpdates, SourceStates
+from trapline.records import (
+    BandStatistics,
+    Columns,
+    DepthUpdates,
+    Flagged,
+    MonitorEntry,
+    SourceStates,
+    StoredState,
+)
 from trapline.storage import depthlog, models
-
-
-@dataclass
-class MonitorEntry:
-    """One monitoring-list position (deg); ``added_mjd`` when it was added."""
-
-    monitor_id: int
-    name: str
-    ra: float
-    dec: float
-    source_id: int | None
-    added_mjd: float
-
-
-@dataclass
-class StoredState:
-    """The stored run: sky model, statistics, depth map, monitors and run-state values."""
-
-    sources: SourceStates
-    statistics: BandStatistics
-    depth: DepthUpdates
-    monitors: list[MonitorEntry] = field(default_factory=list)
-    values: dict[str, str] = field(default_factory=dict)
-
 
 _INT_COLUMNS = {"source_id", "band", "n", "n_blind", "n_forced", "misses", "cell"}
 
@@ -79,10 +61,15 @@ def load_state(conn: Connection) -> StoredState:
         )
     ]
     values = dict(conn.execute(select(models.PipelineState.key, models.PipelineState.value)).all())
+    c = models.Candidate
+    pairs = conn.execute(select(c.source_id, c.band).where(c.kind == "variable").distinct()).all()
+    flagged = Flagged(source_id=np.array([p[0] for p in pairs], dtype=np.int64),
+                      band=np.array([p[1] for p in pairs], dtype=np.int64))
     return StoredState(
         sources=_read_columns(conn, s, SourceStates, [s.source_id]),
         statistics=_read_columns(conn, b, BandStatistics, [b.source_id, b.band]),
         depth=depth,
         monitors=monitors,
         values=values,
+        flagged=flagged,
     )

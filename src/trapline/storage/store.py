@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from sqlalchemy import delete, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from trapline.pipeline.records import ImageResult
+from trapline.records import DepthUpdates, ImageResult, concat
 from trapline.storage import depthlog, migrate, models, writer
 from trapline.storage.engine import default_url, describe, make_engine, normalise_url
 from trapline.storage.errors import StorageError
@@ -99,6 +99,30 @@ class Store:
             return image_id
 
         return self._retry(f"write image {result.image.image_key!r} to", run)
+
+    def write_timestep(self, results: Sequence[ImageResult],
+                       state: Mapping[str, str] | None = None) -> list[int | None]:
+        """Store a timestep's results (the images of one time) in one transaction, so a
+        timestep is either stored whole or not at all; returns their image_ids (None for
+        images stored already). The depth changes go into one journal row."""
+
+        def run() -> list[int | None]:
+            committed = None
+            with self.engine.begin() as conn:
+                ids = [writer.write_result(conn, r, None) for r in results]
+                if state:
+                    writer.set_state(conn, state)
+                stored = [(r, i) for r, i in zip(results, ids, strict=True) if i is not None]
+                if stored:
+                    depth = concat(DepthUpdates, [r.depth for r, _ in stored])
+                    committed = self._depth.write(conn, depth, stored[-1][1])
+            if committed is not None:
+                committed()
+            return ids
+
+        keys = ", ".join(repr(r.image.image_key) for r in results[:2])
+        more = f" and {len(results) - 2} more" if len(results) > 2 else ""
+        return self._retry(f"write image {keys}{more} to", run)
 
     def checkpoint_depth(self) -> int:
         """Fold the whole sky depth journal into sky_depth now (writing does it a slice

@@ -14,13 +14,14 @@ import numpy as np
 from sqlalchemy import Connection, Table, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 
-from trapline.pipeline.records import DepthUpdates, ImageResult
+from trapline.records import DepthUpdates, ImageResult
 from trapline.storage import models, pgcopy
 from trapline.storage.healpix import healpix_index
 from trapline.storage.rows import image_row, measurement_columns, to_rows, to_tuples
 
 IMAGE = models.Image.__table__
 SOURCE = models.Source.__table__
+SOURCE_FORK = models.SourceFork.__table__
 MEASUREMENT = models.Measurement.__table__
 BAND_STATISTICS = models.BandStatistics.__table__
 CANDIDATE = models.Candidate.__table__
@@ -138,6 +139,16 @@ def write_sources(conn: Connection, result: ImageResult) -> None:
     upsert(conn, SOURCE, columns)
 
 
+def write_forks(conn: Connection, result: ImageResult, image_id: int) -> None:
+    """Insert the image's one-to-many splits (new lightcurve, parent)."""
+    f = result.forks
+    if len(f):
+        conn.execute(SOURCE_FORK.insert(), to_rows({
+            "source_id": np.asarray(f.source_id, dtype=np.int64),
+            "parent_id": np.asarray(f.parent_id, dtype=np.int64),
+            "image_id": np.full(len(f), image_id, dtype=np.int64)}))
+
+
 def write_statistics(conn: Connection, result: ImageResult) -> None:
     """Upsert the running statistics per (source, band)."""
     upsert(conn, BAND_STATISTICS, result.statistics.as_dict())
@@ -205,6 +216,7 @@ def write_result(
     write_measurements(conn, result, image_id)
     write_statistics(conn, result)
     write_candidates(conn, result, image_id)
+    write_forks(conn, result, image_id)
     if state:
         set_state(conn, state)
     return image_id

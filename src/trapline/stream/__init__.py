@@ -4,13 +4,13 @@ Both wire formats seen in practice are understood, detected per connection
 (:mod:`trapline.stream.wire`): the GIJS format (512-byte prefix with magic
 ``0x47494A53484F4D4F``, FITS header text, float32 pixels) and plain concatenated FITS
 files. Images are grouped into timesteps across bands (:mod:`~trapline.stream.assembler`)
-and processed in time order (:mod:`~trapline.stream.listener`), by default by the
-pipeline into a database.
+and processed in time order (:mod:`~trapline.stream.listener`), by the pipeline's
+live adapter (:class:`trapline.run.LiveProcessor`) into a database.
 """
 
 from trapline.stream.assembler import Assembler, Timestep
 from trapline.stream.config import StreamConfig, parse_address
-from trapline.stream.listener import Listener, PipelineProcessor, listen
+from trapline.stream.listener import Listener, listen
 from trapline.stream.metrics import StreamMetrics
 from trapline.stream.sender import send_series, send_timesteps, simulated_timesteps
 from trapline.stream.wire import (
@@ -38,7 +38,6 @@ __all__ = [
     "FrameReader",
     "Limits",
     "Listener",
-    "PipelineProcessor",
     "ProtocolError",
     "StreamConfig",
     "StreamMetrics",

@@ -2,7 +2,7 @@
 
 Sockets, decoding and timestep assembly run on one asyncio event loop; finished
 timesteps wait in a bounded queue and are processed one at a time, in time order, in a
-worker thread (by default the pipeline, storing every image). When processing falls
+worker thread (for the pipeline: :class:`trapline.run.LiveProcessor`). When processing falls
 behind and the queue is full, the oldest waiting timestep is dropped: counted in the
 metrics and logged, never silently.
 """
@@ -206,94 +206,6 @@ class Listener:
         while True:
             await asyncio.sleep(every_s)
             log.info("%s", self.metrics.log_line())
-
-
-class PipelineProcessor:
-    """The default processing: measure the bands of a timestep in parallel worker
-    processes (``config.run.workers``, 0 = one per core), then decide and store them in
-    order with the pipeline's :class:`~trapline.pipeline.runner.Runner` (lowest frequency
-    first).
-
-    The store is opened in the processing thread (``open()``) and closed by ``close()``.
-    ``latencies_s`` holds, per timestep, the time from its first image's arrival to its
-    last image stored (the assembler's monotonic clock); ``alert_latencies_s`` the time
-    from arrival to the first alert published by a plug-in (``plugins``, e.g. the
-    alerter), for timesteps that raised one.
-    """
-
-    def __init__(self, db_url: str | None, config=None, scheduler: str | None = None,
-                 plugins=()):
-        from trapline.pipeline.config import PipelineConfig
-
-        self.db_url = db_url
-        self.config = config or PipelineConfig()
-        self.scheduler = scheduler
-        self.plugins = list(plugins)
-        self.store = None
-        self.runner = None
-        self.pool = None
-        self.client = None
-        self.seconds = 0.0
-        self.latencies_s: list[float] = []
-        self.alert_latencies_s: list[float] = []
-
-    def open(self) -> None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        from trapline.pipeline.runner import Runner, _init_worker, default_workers
-        from trapline.storage import Store
-
-        self.store = Store(self.db_url)
-        self.store.upgrade()
-        self.runner = Runner(self.store, self.config, plugins=self.plugins)
-        if self.scheduler:
-            from trapline.pipeline.distributed import connect
-
-            self.client, _ = connect(self.scheduler)
-            self.pool = self.client.get_executor()
-            return
-        workers = self.config.run.workers or default_workers()
-        if workers > 1:
-            self.pool = ProcessPoolExecutor(workers, initializer=_init_worker)
-
-    def __call__(self, step: Timestep) -> None:
-        from trapline.pipeline.measure import measure
-
-        if self.runner is None:
-            self.open()
-        start = time.perf_counter()
-        if self.pool is not None and (len(step.images) > 1 or self.client is not None):
-            measured = [f.result() for f in [self.pool.submit(measure, image, self.config)
-                                             for image in step.images]]
-        else:
-            measured = [measure(image, self.config) for image in step.images]
-        alerts = self._alerts_published()
-        for m in measured:
-            self.runner.process_one(m)  # type: ignore[union-attr]
-            if step.first_seen and self._alerts_published() > alerts:
-                alerts = self._alerts_published()
-                self.alert_latencies_s.append(time.monotonic() - step.first_seen)
-        self.seconds += time.perf_counter() - start
-        self.runner.summary.seconds = self.seconds  # type: ignore[union-attr]
-        if step.first_seen:
-            self.latencies_s.append(time.monotonic() - step.first_seen)
-
-    def _alerts_published(self) -> int:
-        return sum(getattr(p, "published", 0) for p in self.plugins)
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = self.pool = None
-        if self.pool is not None:
-            self.pool.shutdown()
-            self.pool = None
-        if self.runner is not None:
-            sky = self.runner.pipeline.sky.sources
-            self.runner.summary.n_sources = int((~sky.is_monitor).sum())
-        if self.store is not None:
-            self.store.close()
-            self.store = None
 
 
 async def listen(

@@ -6,7 +6,7 @@ component catalogue, replaces the catalogued errors by Condon (1997) errors
 (``ra_uncertainty``/``dec_uncertainty``, arcsec) in quadrature, and uses the Selavy
 noise map (``noiseMap``) as the rms for new-source and forced-fit decisions. Here the
 same inputs become :class:`~trapline.pipeline.measure.Measured` images, so
-:meth:`trapline.pipeline.core.Pipeline.process` sees what VAST's association saw.
+:meth:`trapline.pipeline.decide.SkyDecider.decide` sees what VAST's association saw.
 
 VAST numbers measurements 1, 2, ... in image order and, within an image, in catalogue
 row order; :func:`measurement_keys` rebuilds that numbering so the stored
@@ -31,9 +31,9 @@ from trapline.image import FWHM_PER_SIGMA, Image
 from trapline.io import read_image
 from trapline.pipeline.associate import associate
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.core import Pipeline
+from trapline.pipeline.decide import SkyDecider
 from trapline.pipeline.measure import Measured, _record
-from trapline.pipeline.records import BLIND, ImageResult
+from trapline.records import BLIND, ImageResult
 
 EPOCHS = ("epoch01", "epoch02", "epoch03", "epoch04")
 
@@ -225,7 +225,7 @@ def config_from_vast(vast: dict[str, dict[str, object]]) -> PipelineConfig:
 class SelavyRun:
     """Trapline's outcome over the four epochs fed with the Selavy components."""
 
-    pipeline: Pipeline
+    pipeline: SkyDecider
     results: list[ImageResult]
     components: list[pd.DataFrame]
     groups: dict[int, frozenset[Key]] = field(default_factory=dict)
@@ -248,8 +248,8 @@ def run_selavy(data_dir: str | Path, config: PipelineConfig) -> SelavyRun:
     forced fits per epoch, the new-source candidates (id -> significance) and the de
     Ruiter radius of every detection's taken pair (NaN: it started a source), from
     :func:`~trapline.pipeline.associate.associate` called with the inputs
-    ``Pipeline.process`` gives it (errors with the systematic error in quadrature)."""
-    pipeline = Pipeline(config)
+    ``SkyDecider.decide`` gives it (errors with the systematic error in quadrature)."""
+    pipeline = SkyDecider(config)
     run = SelavyRun(pipeline, [], [])
     groups: dict[int, set[Key]] = {}
     for epoch in EPOCHS:
@@ -263,7 +263,7 @@ def run_selavy(data_dir: str | Path, config: PipelineConfig) -> SelavyRun:
                           config.association.de_ruiter_radius)
         for component, radius in zip(components.component_id, taken.de_ruiter, strict=True):
             run.de_ruiter[(epoch, str(component))] = float(radius)
-        result = pipeline.process(measured)
+        (result,) = pipeline.decide([measured])
         run.results.append(result)
         run.components.append(components)
         m = result.measurements

@@ -1,13 +1,18 @@
-"""What the pipeline decides about one image, handed to storage and to subscribers.
+"""The vocabulary of every package: what the pipeline decides about one image (handed to
+storage and to subscribers), what a stored run gives back to resume, and the
+variability statistics both compute.
 
 Every calculation happens in memory; these records carry its outcome. They are plain
 dataclasses of scalars and numpy columns so that they pickle cheaply between
-processes, serialise to a broker and bulk-insert into the database.
+processes, serialise to a broker and bulk-insert into the database. A stage makes new
+records; no later stage rewrites one (``ImageRecord`` is frozen: use
+``dataclasses.replace``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TypeVar
 
 import numpy as np
 
@@ -16,7 +21,7 @@ BLIND, FORCED, MONITOR = 0, 1, 2
 KIND_NAMES = {BLIND: "blind", FORCED: "forced", MONITOR: "monitor"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class ImageRecord:
     """One image's metadata and quality-control outcome.
 
@@ -50,6 +55,9 @@ class ImageRecord:
     n_monitor: int = 0
 
 
+C = TypeVar("C", bound="Columns")
+
+
 @dataclass
 class Columns:
     """Base of the column batches: equal-length numpy arrays, one entry per row."""
@@ -68,9 +76,10 @@ class Columns:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in self.names()}
 
-    def rows(self, index: slice | np.ndarray):
+    def rows(self: C, index: slice | np.ndarray) -> C:
         """The rows at ``index`` (a slice, integer or boolean array), same type."""
-        return type(self)(**{name: getattr(self, name)[index] for name in self.names()})
+        return type(self)(**{name: np.asarray(getattr(self, name))[index]
+                             for name in self.names()})
 
 
 @dataclass
@@ -101,7 +110,10 @@ class SourceStates(Columns):
 
     Position is the inverse-variance weighted mean of the blind detections; errors as
     arcs on the sky (deg). ``first_time_mjd`` is the first blind detection.
-    ``is_monitor`` marks monitoring-list positions (kept apart from blind sources)."""
+    ``is_monitor`` marks monitoring-list positions (kept apart from blind sources).
+    ``misses`` counts the timesteps since the last blind detection in any band: forced
+    fits stop in every band after ``[forced] max_misses`` of them, so a source is
+    followed for the same time in each band however many bands there are."""
 
     source_id: np.ndarray
     ra: np.ndarray
@@ -113,6 +125,7 @@ class SourceStates(Columns):
     n_blind: np.ndarray
     n_forced: np.ndarray
     is_monitor: np.ndarray
+    misses: np.ndarray
 
 
 @dataclass
@@ -121,7 +134,8 @@ class BandStatistics(Columns):
 
     For integrated (``_int``) and peak (``_peak``) flux f with error s and weight
     w = 1/s^2: n, sum w, sum w f, sum w f^2, sum f, sum f^2. ``max_snr`` is the highest
-    blind S/N; ``misses`` counts consecutive images without a blind detection."""
+    blind S/N; ``misses`` is the source's count of timesteps without a blind detection
+    (the same in every band, see :class:`SourceStates`)."""
 
     source_id: np.ndarray
     band: np.ndarray
@@ -174,6 +188,15 @@ class DepthUpdates(Columns):
 
 
 @dataclass
+class Forks(Columns):
+    """One-to-many splits decided in one image: the new lightcurve ``source_id`` forked
+    from the source ``parent_id`` (both source ids)."""
+
+    source_id: np.ndarray
+    parent_id: np.ndarray
+
+
+@dataclass
 class ImageResult:
     """Everything the pipeline decided for one image, in one storage transaction."""
 
@@ -183,3 +206,69 @@ class ImageResult:
     statistics: BandStatistics = field(default_factory=BandStatistics.empty)
     candidates: Candidates = field(default_factory=Candidates.empty)
     depth: DepthUpdates = field(default_factory=DepthUpdates.empty)
+    forks: Forks = field(default_factory=Forks.empty)
+
+
+@dataclass
+class Flagged(Columns):
+    """(source, band) pairs that have had a variability candidate."""
+
+    source_id: np.ndarray
+    band: np.ndarray
+
+
+@dataclass
+class MonitorEntry:
+    """One monitoring-list position (deg); ``added_mjd`` when it was added."""
+
+    monitor_id: int
+    name: str
+    ra: float
+    dec: float
+    source_id: int | None
+    added_mjd: float
+
+
+@dataclass
+class StoredState:
+    """The stored run: sky model, statistics, depth map, monitors and run-state values."""
+
+    sources: SourceStates
+    statistics: BandStatistics
+    depth: DepthUpdates
+    monitors: list[MonitorEntry] = field(default_factory=list)
+    values: dict[str, str] = field(default_factory=dict)
+    # (source, band) pairs already reported variable; None: not read (use the rule).
+    flagged: Flagged | None = None
+
+
+# The running sums behind eta and V, for integrated and peak flux.
+STAT_SUMS = ("sw_int", "swf_int", "swf2_int", "sf_int", "sf2_int",
+             "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak")
+
+
+def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
+    """TraP's variability statistics from running sums.
+
+    eta = N/(N-1) (<w f^2> - <w f>^2 / <w>): the reduced chi^2 about the weighted mean;
+    V = s/<f>: the coefficient of variation (sample standard deviation over the mean).
+    NaN below two points.
+    """
+    n = np.asarray(n, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        factor = n / (n - 1.0)
+        eta = factor * (swf2 / n - (swf / n) ** 2 / (sw / n))
+        mean = sf / n
+        var = factor * (sf2 / n - mean**2)
+        v = np.sqrt(np.maximum(var, 0.0)) / mean
+    ok = n >= 2
+    return np.where(ok, eta, np.nan), np.where(ok, v, np.nan)
+
+
+def concat(cls: type[C], parts: list[C]) -> C:
+    """Rows of several column batches of one type, in order (dtypes kept)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return cls.empty()
+    return cls(**{n: np.concatenate([np.asarray(getattr(p, n)) for p in parts])
+                  for n in cls.names()})

@@ -1,0 +1,301 @@
+"""The ordered decision stage: one timestep of measured images in (one image per band,
+all of one time), one :class:`~trapline.records.ImageResult` per image out, with the
+sky model, depth map and statistics updated.
+
+Nothing here touches the database; nothing here scans history. The cost of a
+timestep is set by its own detections and the sources in its field.
+
+A timestep is decided as a whole, so its result does not depend on the order its
+bands arrive in: the images are taken in frequency order; first every band's
+detections are associated (a source new in one band exists for the others), then
+every band gets its forced fits (null detections, monitoring list) and statistics.
+A source is followed with forced fits in every band until ``[forced] max_misses``
+timesteps have passed without a blind detection in any band.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from trapline.pipeline import forced as forced_fits
+from trapline.pipeline.associate import associate
+from trapline.pipeline.boundary import position_errors
+from trapline.pipeline.config import PipelineConfig
+from trapline.pipeline.depth import DepthMap
+from trapline.pipeline.geometry import healpix_cells
+from trapline.pipeline.ingest import BandAssigner
+from trapline.pipeline.measure import Measured
+from trapline.pipeline.newsource import new_source_candidates
+from trapline.pipeline.quality import RmsHistory
+from trapline.pipeline.skymodel import SkyModel
+from trapline.pipeline.variability import over_thresholds, variable_candidates
+from trapline.records import (
+    BLIND,
+    MONITOR,
+    Candidates,
+    Forks,
+    ImageResult,
+    Measurements,
+    StoredState,
+    concat,
+)
+
+log = logging.getLogger(__name__)
+
+
+class Decider(Protocol):
+    """What the driver needs of the ordered stage: one sky model (:class:`SkyDecider`)
+    or sky partitions (:class:`~trapline.pipeline.partition.PartitionedDecider`)."""
+
+    def decide(self, timestep: Sequence[Measured]) -> list[ImageResult]:
+        """Decide one timestep; one result per image, in the order given."""
+
+    def restore(self, state: StoredState) -> None:
+        """Resume from a stored run."""
+
+    def add_monitors(self, positions: Sequence[tuple[float, float, str]]
+                     ) -> list[tuple[str, float, float, int]]:
+        """Add monitoring-list positions not known yet; returns (name, ra, dec, source_id)
+        of those added."""
+
+    def state_values(self) -> dict[str, str]:
+        """Run-state values stored with every timestep, for resuming."""
+
+    def source_count(self) -> int:
+        """Number of blind sources."""
+
+
+@dataclass
+class _Associated:
+    """One image after association (the first half of its decision)."""
+
+    measured: Measured
+    band: int
+    blind_rows: np.ndarray
+    blind: Measurements
+    candidates: Candidates
+    forks: Forks
+
+
+class SkyDecider:
+    """Association, forced fits, new-source and variability detection over one sky model."""
+
+    def __init__(self, config: PipelineConfig | None = None):
+        self.config = config or PipelineConfig()
+        self.sky = SkyModel()
+        self.depth = DepthMap(self.config.new_source.depth_nside,
+                              self.config.new_source.depth_cell_beams)
+        self.bands = BandAssigner(self.config.image.band_tolerance_hz)
+        self.rms_history = RmsHistory(self.config.quality)
+        self.n_forks = 0
+        self._pending_monitors: list[int] = []
+
+    # -- the Decider interface ---------------------------------------------------------
+
+    def decide(self, timestep: Sequence[Measured],
+               id_bases: Sequence[int] | None = None) -> list[ImageResult]:
+        """Decide a timestep. ``id_bases``: per image, new sources get that number plus
+        the index of their detection in the image's whole catalogue (sky partitions
+        give a source the same id everywhere); default: the next free ids."""
+        order = sorted(range(len(timestep)), key=lambda i: (
+            timestep[i].record.freq_hz, timestep[i].record.image_key))
+        results: list[ImageResult | None] = [None] * len(timestep)
+        associated: dict[int, _Associated] = {}
+        for i in order:
+            outcome = self._associate(timestep[i], None if id_bases is None else id_bases[i])
+            if isinstance(outcome, ImageResult):
+                results[i] = outcome
+            else:
+                associated[i] = outcome
+        detected_any = np.zeros(len(self.sky), dtype=bool)
+        for a in associated.values():
+            detected_any[a.blind_rows] = True
+        in_field = np.zeros(len(self.sky), dtype=bool)
+        parts: dict[int, tuple] = {}
+        for i in order:
+            if i in associated:
+                parts[i] = self._measure_known(associated[i], in_field)
+        # A timestep without a blind detection counts as one miss, in every band.
+        s = self.sky.sources
+        s.misses[in_field & ~detected_any & ~s.is_monitor] += 1
+        pending = np.asarray(self._pending_monitors, dtype=np.int64)
+        self._pending_monitors.clear()
+        for i, (a, measurements, touched, stats_rows, variables, depth, n_forced,
+                n_monitor) in parts.items():
+            touched = np.unique(np.concatenate([touched, pending]))
+            record = replace(a.measured.record, band=a.band,
+                             n_blind=len(a.measured.extraction.sources),
+                             n_forced=n_forced, n_monitor=n_monitor)
+            stats = self.sky.statistics(a.band, touched if len(touched) else stats_rows)
+            results[i] = ImageResult(
+                image=record, measurements=measurements, sources=self.sky.states(touched),
+                statistics=stats, candidates=concat(Candidates, [a.candidates, variables]),
+                depth=depth, forks=a.forks)
+        return results  # type: ignore[return-value]
+
+    def restore(self, state: StoredState) -> None:
+        """Rebuild from a stored run: sources, per-band sums (and which were reported
+        variable), the depth map, the bands, the rms history and the next source id."""
+        stats = state.statistics
+        flagged = self._already_flagged(state)
+        self.sky.restore(state.sources, stats, flagged)
+        values = state.values
+        depth = state.depth
+        if len(depth):
+            self.depth.load(int(values.get("depth_nside", 0)), np.asarray(depth.band),
+                            np.asarray(depth.cell), np.asarray(depth.limit),
+                            np.asarray(depth.worst))
+        if "next_source_id" in values:
+            self.sky.next_id = max(self.sky.next_id, int(values["next_source_id"]))
+        if "band_centres_hz" in values:
+            self.bands.centres = [float(f) for f in json.loads(values["band_centres_hz"])]
+        if "rms_history" in values:
+            self.rms_history.load(json.loads(values["rms_history"]))
+
+    def _already_flagged(self, state: StoredState) -> np.ndarray:
+        """Per statistics row: was the source reported variable in that band? From the
+        stored candidates when the store read them, else from the flag rule."""
+        stats = state.statistics
+        if state.flagged is not None:
+            key = set(zip(state.flagged.source_id.tolist(), state.flagged.band.tolist(),
+                          strict=True))
+            return np.array([(int(s), int(b)) in key for s, b in zip(
+                stats.source_id, stats.band, strict=True)], dtype=bool)
+        return over_thresholds(stats.n, stats.eta_int, stats.v_int, self.config.variability)
+
+    def add_monitors(self, positions: Sequence[tuple[float, float, str]],
+                     source_ids: Sequence[int] | None = None,
+                     ) -> list[tuple[str, float, float, int]]:
+        """``source_ids``: the ids to give them (sky partitions), default the next free."""
+        s = self.sky.sources
+        known = {(round(float(r), 7), round(float(d), 7))
+                 for r, d in zip(s.ra[s.is_monitor], s.dec[s.is_monitor], strict=True)}
+        added = []
+        for k, (ra, dec, name) in enumerate(positions):
+            if (round(ra, 7), round(dec, 7)) in known:
+                continue
+            known.add((round(ra, 7), round(dec, 7)))
+            tiny = np.full(1, 1e-9)
+            ids = None if source_ids is None else np.array([source_ids[k]], dtype=np.int64)
+            rows = self.sky.add(np.array([ra]), np.array([dec]), tiny, tiny, np.nan,
+                                is_monitor=True, source_ids=ids)
+            self._pending_monitors.extend(rows.tolist())
+            added.append((name, ra, dec, int(self.sky.sources.source_id[rows[0]])))
+        return added
+
+    def state_values(self) -> dict[str, str]:
+        return {"next_source_id": str(self.sky.next_id), "depth_nside": str(self.depth.nside),
+                "band_centres_hz": json.dumps(self.bands.centres),
+                "rms_history": json.dumps(self.rms_history.dump())}
+
+    def source_count(self) -> int:
+        return self.sky.n_blind_sources()
+
+    def owned_sources(self, nside: int, tile: int) -> np.ndarray:
+        """Ids of the blind sources whose position lies in HEALPix (nested) ``tile``."""
+        s = self.sky.sources
+        if not len(self.sky):
+            return np.zeros(0, dtype=np.int64)
+        return s.source_id[(healpix_cells(nside, s.ra, s.dec) == tile) & ~s.is_monitor]
+
+    # -- the two halves of an image's decision -----------------------------------------
+
+    def _associate(self, measured: Measured, id_base: int | None) -> _Associated | ImageResult:
+        """Quality control against the band's history, then association of the blind
+        detections: known sources refined, new sources added, new-source candidates."""
+        record = measured.record
+        if not record.accepted or measured.extraction is None:
+            return ImageResult(record)
+        band = self.bands.band_of(record.freq_hz)
+        reason = self.rms_history.check(band, record.rms_median)
+        if reason:
+            return ImageResult(replace(record, band=band, accepted=False, reject_reason=reason,
+                                       n_blind=0))
+        self.rms_history.add(band, record.rms_median)
+        ex = measured.extraction
+        cat = ex.sources
+        index = (measured.detection_index if measured.detection_index is not None
+                 else np.arange(len(cat)))
+        finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
+        if not finite.all():
+            log.warning("%s: %d detections without a finite position left out",
+                        record.path, int((~finite).sum()))
+            cat, index = cat.select(finite), index[finite]
+        t = record.time_mjd
+        a = self.config.association
+        sys_err = np.hypot(a.position_sys_err_arcsec / 3600.0,
+                           a.position_sys_err_beams * ex.image.beam.bmaj_deg)
+        ra_err = np.hypot(position_errors(cat.ra_err_deg), sys_err)
+        dec_err = np.hypot(position_errors(cat.dec_err_deg), sys_err)
+        assoc = associate(self.sky, cat.ra_deg, cat.dec_deg, ra_err, dec_err,
+                          ex.image.beam.bmaj_deg / 2.0, a.beamwidth_limit, a.de_ruiter_radius)
+        new = assoc.source_row < 0
+        forked = assoc.parent_row >= 0
+        self.n_forks += int(forked.sum())
+        candidates = new_source_candidates(
+            self.depth, band, cat, np.flatnonzero(new & ~forked),
+            self.config.extraction.detection_sigma, self.config.new_source.margin_sigma)
+        old = ~new
+        self.sky.update_positions(assoc.source_row[old], cat.ra_deg[old], cat.dec_deg[old],
+                                  ra_err[old], dec_err[old])
+        ids = None if id_base is None else id_base + index[new]
+        new_rows = self.sky.add(cat.ra_deg[new], cat.dec_deg[new], ra_err[new], dec_err[new], t,
+                                source_ids=ids)
+        det_rows = assoc.source_row.copy()
+        det_rows[new] = new_rows
+        s = self.sky.sources
+        if len(candidates):
+            candidates = replace(candidates, source_id=s.source_id[det_rows[candidates.source_id]])
+        forks = Forks(source_id=s.source_id[det_rows[forked]],
+                      parent_id=s.source_id[assoc.parent_row[forked]])
+        blind_rows = np.concatenate([det_rows, assoc.shared_rows]).astype(np.int64)
+        blind_dets = np.concatenate([np.arange(len(cat)), assoc.shared_detections]).astype(int)
+        self.sky.note_detections(band, blind_rows, cat.snr[blind_dets], t)
+        blind = Measurements(
+            source_id=s.source_id[blind_rows], kind=np.full(len(blind_rows), BLIND),
+            ra=cat.ra_deg[blind_dets], dec=cat.dec_deg[blind_dets],
+            ra_err=cat.ra_err_deg[blind_dets], dec_err=cat.dec_err_deg[blind_dets],
+            peak_flux=cat.peak_jy[blind_dets], peak_flux_err=cat.peak_err_jy[blind_dets],
+            int_flux=cat.flux_jy[blind_dets], int_flux_err=cat.flux_err_jy[blind_dets],
+            snr=cat.snr[blind_dets], smaj_asec=cat.smaj_asec[blind_dets],
+            smin_asec=cat.smin_asec[blind_dets], pa_deg=cat.pa_deg[blind_dets],
+        )
+        return _Associated(measured, band, blind_rows, blind, candidates, forks)
+
+    def _measure_known(self, a: _Associated, in_field: np.ndarray) -> tuple:
+        """Forced fits of the known sources the image did not detect and of the
+        monitoring list; the band's running sums, variability candidates, depth map.
+        ``in_field`` (a mask over the sky model) gains the image's field."""
+        ex = a.measured.extraction
+        record = a.measured.record
+        cfg = self.config
+        s = self.sky.sources
+        detected = np.zeros(len(self.sky), dtype=bool)
+        detected[a.blind_rows] = True
+        field = self.sky.rows_within(record.centre_ra, record.centre_dec, record.radius_deg)
+        in_field[field] = True
+        todo = forced_fits.null_detection_rows(self.sky, record, detected, cfg.forced.max_misses)
+        nulls, null_rows = forced_fits.forced_measurements(self.sky, ex, todo)
+        s.n_forced[null_rows] += 1
+        monitored, monitor_rows = forced_fits.forced_measurements(
+            self.sky, ex, self.sky.monitor_rows(), MONITOR)
+        s.last_time[monitor_rows] = record.time_mjd
+        measurements = concat(Measurements, [a.blind, nulls, monitored])
+        measured_rows = np.concatenate([a.blind_rows, null_rows, monitor_rows]).astype(np.int64)
+        self.sky.add_fluxes(a.band, measured_rows, measurements.peak_flux,
+                            measurements.peak_flux_err, measurements.int_flux,
+                            measurements.int_flux_err)
+        stats_rows = np.unique(measured_rows)
+        variables = variable_candidates(self.sky, a.band, self.sky.statistics(a.band, stats_rows),
+                                        cfg.variability)
+        touched = np.unique(np.concatenate([measured_rows, todo]))
+        fp = self.depth.footprint(ex.image)
+        depth = self.depth.update(a.band, fp, ex.maps.rms, cfg.extraction.detection_sigma)
+        return (a, measurements, touched, stats_rows, variables, depth, len(nulls),
+                len(monitored))
