@@ -113,8 +113,9 @@ def apparent_sky(
         ra, dec = np.where(shown, ra_app, ra), np.where(shown, dec_app, dec)
     sky_x, sky_y = config.pixels_at(epoch, sky.x, sky.y)
     peak = sky.peak_jy(epoch, float(config.freqs_hz[band]))
-    scint = lognormal(derived_rng(config.seed, 4, epoch, band), config.scintillation_index,
-                      len(sky))
+    scint = lognormal(
+        derived_rng(config.seed, 4, epoch, band), config.scintillation_index, len(sky)
+    )
     return ApparentSky(
         x=x,
         y=y,
@@ -144,14 +145,14 @@ def ionospheric_shift(
 def on_sky(
     config: SimulationConfig, x: np.ndarray, y: np.ndarray, in_image: bool = False
 ) -> np.ndarray:
-    """Positions inside an all-sky image's horizon (all, for a normal field) and, with
-    ``in_image``, on a pixel of the image."""
+    """Positions inside an all-sky image's horizon (all, for a normal field); with
+    ``in_image``, those whose nearest pixel is in the image and inside the horizon."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     with np.errstate(invalid="ignore"):
         ok = np.isfinite(x) & np.isfinite(y)
         if in_image:
-            edge = config.size - 0.5
-            ok &= (x >= -0.5) & (x < edge) & (y >= -0.5) & (y < edge)
+            x, y = np.rint(x), np.rint(y)
+            ok &= (x >= 0) & (x < config.size) & (y >= 0) & (y < config.size)
         if config.sky_radius_pix is not None:
             cx, cy = config.center_pix
             ok &= np.hypot(x - cx, y - cy) <= config.sky_radius_pix
@@ -167,7 +168,8 @@ class Sidelobes:
         spoke: index of its spoke (0 is at ``sidelobe_angle_deg``).
         radius_beams: distance from the source (beam major FWHMs).
         angle_deg: its direction from the source, counter-clockwise from +x (deg).
-        x, y: 0-based pixel position (on a pixel of the image, inside any horizon).
+        x, y: 0-based pixel position (its nearest pixel is in the image, inside any
+            horizon).
         peak_jy: peak (Jy/beam); the artefact has the shape of the beam.
     """
 
@@ -180,8 +182,9 @@ class Sidelobes:
     peak_jy: np.ndarray
 
 
-def sidelobes(config: SimulationConfig, apparent: ApparentSky, effects: ImageEffects,
-              source_id: np.ndarray) -> Sidelobes:
+def sidelobes(
+    config: SimulationConfig, apparent: ApparentSky, effects: ImageEffects, source_id: np.ndarray
+) -> Sidelobes:
     """The sidelobe artefacts of the visible sources whose apparent peak reaches
     ``sidelobe_threshold_jy`` (none when ``sidelobe_fraction`` is 0), around their
     apparent positions; artefacts off the image or beyond the horizon are left out."""

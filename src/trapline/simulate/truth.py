@@ -133,8 +133,25 @@ def truth_tables(
     )
     (dx, dy), g = effects.iono_offset_arcsec, effects.iono_gradient_arcsec_per_deg
     image = pd.DataFrame(
-        [[name, epoch, band, time, time_mjd, freq, config.rms_jy, effects.gain, dx, dy,
-          g[0, 0], g[0, 1], g[1, 0], g[1, 1], effects.sidelobe_angle_deg]],
+        [
+            [
+                name,
+                epoch,
+                band,
+                time,
+                time_mjd,
+                freq,
+                config.rms_jy,
+                effects.gain,
+                dx,
+                dy,
+                g[0, 0],
+                g[0, 1],
+                g[1, 0],
+                g[1, 1],
+                effects.sidelobe_angle_deg,
+            ]
+        ],
         columns=IMAGE_COLUMNS,
     )
     lobes = sidelobes(config, apparent, effects, sky.source_id)
