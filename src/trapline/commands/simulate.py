@@ -6,7 +6,10 @@ import argparse
 
 from trapline.simulate import SimulationConfig, write_series
 
-HELP = "write a simulated radio sky (FITS series, truth.csv, sources.csv) for tests and demos"
+HELP = (
+    "write a simulated radio sky (FITS series, truth.csv, images.csv, sidelobes.csv, "
+    "sources.csv) for tests and demos"
+)
 
 _DEFAULTS = SimulationConfig()
 
@@ -17,8 +20,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "out_dir",
         nargs="?",
         metavar="OUT_DIR",
-        help="directory for the FITS images (epochNNNN_bandN.fits), truth.csv and sources.csv; "
-        "created if missing, files of the same name are overwritten",
+        help="directory for the FITS images (epochNNNN_bandN.fits), truth.csv, images.csv, "
+        "sidelobes.csv and sources.csv; created if missing, files of the same name are "
+        "overwritten",
     )
     s = parser.add_argument_group("streaming (instead of OUT_DIR; see 'trapline listen')")
     s.add_argument("--stream", metavar="HOST:PORT", help="send the images to a listener")
@@ -192,6 +196,88 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "offset position (default %(default)s)",
     )
 
+    e = parser.add_argument_group(
+        "instrument effects (all off by default; truth in truth.csv, images.csv, sidelobes.csv)"
+    )
+    e.add_argument(
+        "--gain-scatter",
+        type=float,
+        default=d.gain_scatter,
+        metavar="X",
+        help="fractional rms of a per-image flux-scale error: the sources' fluxes in each "
+        "image times a log-normal gain of mean 1 (the noise is not scaled) "
+        "(default %(default)s)",
+    )
+    e.add_argument(
+        "--iono-offset-arcsec",
+        type=float,
+        default=d.iono_offset_arcsec,
+        metavar="X",
+        help="rms per axis of a per-epoch ionospheric shift of the field, at --iono-ref-mhz, "
+        "scaling as freq**-2 (default %(default)s)",
+    )
+    e.add_argument(
+        "--iono-gradient-arcsec-per-deg",
+        type=float,
+        default=d.iono_gradient_arcsec_per_deg,
+        metavar="X",
+        help="rms of each element of a per-epoch linear gradient of that shift across the "
+        "field, arcsec per deg from the centre (default %(default)s)",
+    )
+    e.add_argument(
+        "--iono-ref-mhz",
+        type=float,
+        default=None,
+        metavar="MHZ",
+        help="frequency the ionospheric rms values refer to (default --freq-mhz)",
+    )
+    e.add_argument(
+        "--sidelobe-fraction",
+        type=float,
+        default=d.sidelobe_fraction,
+        metavar="F",
+        help="sidelobe artefacts around bright sources, of this fraction of the source's "
+        "apparent peak (default %(default)s: none)",
+    )
+    e.add_argument(
+        "--sidelobe-threshold-jy",
+        type=float,
+        default=d.sidelobe_threshold_jy,
+        metavar="JY",
+        help="apparent peak (Jy/beam) from which a source has sidelobes (default %(default)s)",
+    )
+    e.add_argument(
+        "--sidelobe-spokes",
+        type=int,
+        default=d.sidelobe_spokes,
+        metavar="N",
+        help="artefacts per radius, evenly spaced in angle (default %(default)s)",
+    )
+    e.add_argument(
+        "--sidelobe-radii-beams",
+        type=float,
+        nargs="+",
+        default=list(d.sidelobe_radii_beams),
+        metavar="R",
+        help="distances of the artefacts from their source, in beam FWHMs "
+        "(default %(default)s)",
+    )
+    e.add_argument(
+        "--sidelobe-rotation-deg",
+        type=float,
+        default=d.sidelobe_rotation_deg,
+        metavar="DEG",
+        help="angle the sidelobe pattern turns by per epoch (default %(default)s)",
+    )
+    e.add_argument(
+        "--scintillation-index",
+        type=float,
+        default=d.scintillation_index,
+        metavar="M",
+        help="modulation index (std/mean) of an independent per-image log-normal flux "
+        "modulation of every (compact) source (default %(default)s)",
+    )
+
 
 def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     """The :class:`SimulationConfig` the command-line options describe."""
@@ -222,6 +308,16 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         spectral_index_scatter=args.spectral_index_scatter,
         min_separation_beams=args.min_separation_beams,
         jitter_arcsec=args.jitter_arcsec,
+        gain_scatter=args.gain_scatter,
+        iono_offset_arcsec=args.iono_offset_arcsec,
+        iono_gradient_arcsec_per_deg=args.iono_gradient_arcsec_per_deg,
+        iono_ref_freq_hz=None if args.iono_ref_mhz is None else args.iono_ref_mhz * 1e6,
+        sidelobe_fraction=args.sidelobe_fraction,
+        sidelobe_threshold_jy=args.sidelobe_threshold_jy,
+        sidelobe_spokes=args.sidelobe_spokes,
+        sidelobe_radii_beams=tuple(args.sidelobe_radii_beams),
+        sidelobe_rotation_deg=args.sidelobe_rotation_deg,
+        scintillation_index=args.scintillation_index,
     )
 
 
@@ -246,6 +342,6 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"simulate: wrote {len(files.images)} images ({config.epochs} epoch(s) x "
         f"{config.bands} band(s), {config.size}x{config.size} px) with {files.n_sources} "
-        f"sources to {files.out_dir} (truth.csv, sources.csv)"
+        f"sources to {files.out_dir} (truth.csv, images.csv, sidelobes.csv, sources.csv)"
     )
     return 0

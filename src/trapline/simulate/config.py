@@ -14,7 +14,7 @@ from astropy.time import Time, TimeDelta
 from astropy.wcs import WCS
 
 from trapline.errors import ConfigError
-from trapline.image import Beam, PixelBeam, beam_to_pixels
+from trapline.image import FWHM_PER_SIGMA, Beam, PixelBeam, beam_to_pixels
 
 DEFAULT_PIXEL_ARCSEC = 10.0
 """Pixel size (arcsec) of a normal (not all-sky) field when none is given."""
@@ -79,6 +79,32 @@ class SimulationConfig:
         edge_margin_beams: minimum distance from the image edge or horizon (major FWHMs).
         jitter_arcsec: rms (per axis, arcsec at the field centre) of a random offset of each
             source in each epoch, the same in all bands (ionosphere-like); clipped at 4 rms.
+
+    Instrument effects (all off by default; see :mod:`trapline.simulate.effects`):
+        gain_scatter: fractional rms of a per-image flux scale (calibration) error: every
+            source's flux in an image (epoch and band) is multiplied by a log-normal gain
+            of mean 1 and this std, drawn per image; the noise is not scaled.
+        iono_offset_arcsec: rms (per axis, arcsec at ``iono_ref_freq_hz``) of a per-epoch
+            shift of the whole field by the ionosphere.
+        iono_gradient_arcsec_per_deg: rms of each element of a per-epoch 2x2 linear
+            gradient of that shift across the field (arcsec of shift per degree from the
+            field centre, at ``iono_ref_freq_hz``). Offset and gradient are the same
+            ionosphere in all bands, scaled by ``(freq / iono_ref_freq_hz) ** -2``.
+        iono_ref_freq_hz: frequency the ionospheric rms values refer to (Hz); ``None``:
+            ``freq_hz``.
+        sidelobe_fraction: peak of each sidelobe artefact as a fraction of its source's
+            apparent peak; 0: no sidelobes.
+        sidelobe_threshold_jy: only sources with an apparent peak of at least this
+            (Jy/beam) in an image have sidelobes in it.
+        sidelobe_spokes: number of artefacts per radius, evenly spaced in angle.
+        sidelobe_radii_beams: distances of the artefacts from their source (beam major
+            FWHMs); ``sidelobe_spokes`` artefacts at each.
+        sidelobe_rotation_deg: angle (deg) the pattern turns by from one epoch to the next
+            (an earth-fixed array's beam turning on the sky); at epoch 0 the first spoke
+            points along +x.
+        scintillation_index: modulation index (std/mean) of a log-normal flux modulation
+            of every compact source (all simulated sources are point sources), drawn
+            independently per source and image.
     """
 
     seed: int = 0
@@ -120,6 +146,17 @@ class SimulationConfig:
     edge_margin_beams: float = 3.0
     jitter_arcsec: float = 0.0
 
+    gain_scatter: float = 0.0
+    iono_offset_arcsec: float = 0.0
+    iono_gradient_arcsec_per_deg: float = 0.0
+    iono_ref_freq_hz: float | None = None
+    sidelobe_fraction: float = 0.0
+    sidelobe_threshold_jy: float = 0.1
+    sidelobe_spokes: int = 6
+    sidelobe_radii_beams: tuple[float, ...] = (3.0,)
+    sidelobe_rotation_deg: float = 0.0
+    scintillation_index: float = 0.0
+
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "epochs", "must be at least 1")
         _check(self.bands >= 1, "bands", "must be at least 1")
@@ -157,6 +194,26 @@ class SimulationConfig:
         _check(self.min_separation_beams >= 0, "min_separation_beams", "must be >= 0")
         _check(self.edge_margin_beams >= 0, "edge_margin_beams", "must be >= 0")
         _check(self.jitter_arcsec >= 0, "jitter_arcsec", "must be >= 0")
+        for name in (
+            "gain_scatter",
+            "iono_offset_arcsec",
+            "iono_gradient_arcsec_per_deg",
+            "sidelobe_fraction",
+            "sidelobe_threshold_jy",
+            "scintillation_index",
+        ):
+            _check(getattr(self, name) >= 0, name, "must be >= 0")
+        _check(
+            self.iono_ref_freq_hz is None or self.iono_ref_freq_hz > 0, "iono_ref_freq_hz",
+            "must be > 0",
+        )
+        _check(self.sidelobe_spokes >= 1, "sidelobe_spokes", "must be at least 1")
+        _check(
+            len(self.sidelobe_radii_beams) >= 1 and min(self.sidelobe_radii_beams) > 0,
+            "sidelobe_radii_beams",
+            "must be one or more distances > 0",
+        )
+        _check(math.isfinite(self.sidelobe_rotation_deg), "sidelobe_rotation_deg", "must be finite")
         try:
             Time(self.start_time, scale="utc")
         except ValueError as exc:
@@ -185,6 +242,12 @@ class SimulationConfig:
             return Beam(bmaj / 3600.0, bmin / 3600.0, float(bpa))
         bmaj_pix, bmin_pix, bpa = DEFAULT_BEAM_PIXELS
         return Beam(bmaj_pix * self.pixel_deg, bmin_pix * self.pixel_deg, bpa)
+
+    @property
+    def fwhm_pix(self) -> float:
+        """Major-axis FWHM of the beam (pixels) at the field centre: the unit of the
+        separations, margins and sidelobe radii given in beams."""
+        return self.pixel_beam().sigma_maj * FWHM_PER_SIGMA
 
     @property
     def center_pix(self) -> tuple[float, float]:

@@ -1,4 +1,5 @@
-"""Paint point sources as the restoring beam and build simulated :class:`Image` objects."""
+"""Paint point sources (and their sidelobes) as the restoring beam and build simulated
+:class:`Image` objects."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 
 from trapline.image import Image, PixelBeam
 from trapline.simulate.config import SimulationConfig
+from trapline.simulate.effects import apparent_sky, image_effects, sidelobes
 from trapline.simulate.noise import correlated_noise, inverse_covariance
 from trapline.simulate.sky import SkyModel, derived_rng
 
@@ -69,7 +71,8 @@ def render_image(
     rng: np.random.Generator | None = None,
     noise: bool = True,
 ) -> Image:
-    """Render one simulated image (Jy/beam, float32) of the sky at an epoch and band.
+    """Render one simulated image (Jy/beam, float32) of the sky at an epoch and band,
+    as the instrument sees it (:mod:`~trapline.simulate.effects`).
 
     Args:
         config: the simulation.
@@ -91,8 +94,11 @@ def render_image(
     else:
         data = np.zeros(shape, dtype=np.float32)
     freq = float(config.freqs_hz[band])
-    x, y = config.pixels_at(epoch, *sky.positions(epoch))
-    paint_sources(data, x, y, sky.peak_jy(epoch, freq), pbeam)
+    effects = image_effects(config, epoch, band)
+    apparent = apparent_sky(config, sky, epoch, band, effects)
+    paint_sources(data, apparent.x, apparent.y, apparent.apparent_peak_jy, pbeam)
+    artefacts = sidelobes(config, apparent, effects, sky.source_id)
+    paint_sources(data, artefacts.x, artefacts.y, artefacts.peak_jy, pbeam)
     mask = outside_sky(config)
     if mask is not None:
         data[mask] = np.nan

@@ -1,5 +1,6 @@
 """A whole simulated series: images in memory (:func:`iter_images`) or on disk
-(:func:`write_series`: FITS images, truth.csv and sources.csv)."""
+(:func:`write_series`: FITS images, truth.csv, images.csv, sidelobes.csv and
+sources.csv)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ from trapline.image import Image
 from trapline.io.fits import write_fits
 from trapline.simulate.config import SimulationConfig
 from trapline.simulate.render import render_image
-from trapline.simulate.sky import SkyModel, make_sky, truth_table
+from trapline.simulate.sky import SkyModel, make_sky
+from trapline.simulate.truth import truth_table, truth_tables
 
 TRUTH_FILE = "truth.csv"
+IMAGES_FILE = "images.csv"
+SIDELOBES_FILE = "sidelobes.csv"
 SOURCES_FILE = "sources.csv"
 
 
@@ -26,6 +30,8 @@ class SeriesFiles:
     out_dir: Path
     images: list[Path]
     truth: Path
+    image_table: Path
+    sidelobes: Path
     sources: Path
     n_sources: int
 
@@ -49,21 +55,27 @@ def iter_images(
 def write_series(config: SimulationConfig, out_dir: str | Path) -> SeriesFiles:
     """Write the simulated series to ``out_dir`` (created if needed; files of the same name
     are overwritten): one FITS per epoch and band (``epoch0003_band1.fits``), ``truth.csv``
-    (one row per source, epoch and band) and ``sources.csv`` (one row per source).
-    Repeated runs with the same config write identical bytes."""
+    (one row per source, epoch and band), ``images.csv`` (one row per image: gain,
+    ionosphere), ``sidelobes.csv`` (one row per sidelobe artefact; only a header when there
+    are none) and ``sources.csv`` (one row per source); see
+    :func:`~trapline.simulate.truth.truth_tables`. Repeated runs with the same config
+    write identical bytes."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sky = make_sky(config)
     paths: list[Path] = []
-    truths: list[pd.DataFrame] = []
-    for image, truth in iter_images(config, sky):
-        path = out / config.image_name(image.meta["epoch"], image.meta["band"])
-        write_fits(image, path)
-        image.path = str(path)
-        paths.append(path)
-        truths.append(truth)
-    truth_path = out / TRUTH_FILE
+    tables: list[tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]] = []
+    for epoch in range(config.epochs):
+        for band in range(config.bands):
+            image = render_image(config, sky, epoch, band)
+            path = out / config.image_name(epoch, band)
+            write_fits(image, path)
+            paths.append(path)
+            tables.append(truth_tables(config, sky, epoch, band))
+    files = [out / name for name in (TRUTH_FILE, IMAGES_FILE, SIDELOBES_FILE)]
+    for k, path in enumerate(files):
+        frame = pd.concat([t[k] for t in tables], ignore_index=True)
+        frame.to_csv(path, index=False, lineterminator="\n")
     sources_path = out / SOURCES_FILE
-    pd.concat(truths, ignore_index=True).to_csv(truth_path, index=False, lineterminator="\n")
     sky.to_frame().to_csv(sources_path, index=False, lineterminator="\n")
-    return SeriesFiles(out, paths, truth_path, sources_path, len(sky))
+    return SeriesFiles(out, paths, *files, sources_path, len(sky))

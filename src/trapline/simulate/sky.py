@@ -1,4 +1,4 @@
-"""Source populations and the truth they imply.
+"""Source populations: where the sources are and how bright, on the sky.
 
 :func:`make_sky` draws the sources of a :class:`~trapline.simulate.config.SimulationConfig`:
 isolated positions and, per population, a light curve at the centre frequency:
@@ -19,10 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from astropy.time import Time
 
 from trapline.errors import ConfigError
-from trapline.image import FWHM_PER_SIGMA
 from trapline.simulate.config import SimulationConfig
 
 POPULATIONS = ("steady", "variable", "transient", "fading")
@@ -43,29 +41,18 @@ SOURCE_COLUMNS = [
 ]
 """Columns of sources.csv (see :meth:`SkyModel.to_frame`)."""
 
-TRUTH_COLUMNS = [
-    "source_id",
-    "population",
-    "epoch",
-    "band",
-    "image",
-    "time",
-    "time_mjd",
-    "freq_hz",
-    "ra",
-    "dec",
-    "x",
-    "y",
-    "peak_jy",
-    "rms_jy",
-]
-"""Columns of truth.csv (see :func:`truth_table`)."""
-
-
 def derived_rng(seed: int, *key: int) -> np.random.Generator:
     """An independent generator for one purpose, e.g. ``(1, epoch, band)`` for an image's
     noise: the same (seed, key) always gives the same stream, whatever else is drawn."""
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
+
+def lognormal(
+    rng: np.random.Generator, index: float, shape: int | tuple[int, ...]
+) -> np.ndarray:
+    """Log-normal factors of mean 1 and std ``index`` (exactly 1 when ``index`` is 0)."""
+    s = math.sqrt(math.log1p(index**2))
+    return np.exp(s * rng.standard_normal(shape) - 0.5 * s * s)
 
 
 @dataclass
@@ -146,8 +133,7 @@ def make_sky(config: SimulationConfig) -> SkyModel:
         ConfigError: the sources do not fit in the field at the minimum separation.
     """
     wcs = config.wcs()
-    pbeam = config.pixel_beam(wcs)
-    fwhm_pix = pbeam.sigma_maj * FWHM_PER_SIGMA
+    fwhm_pix = config.fwhm_pix
     jitter_pix = config.jitter_arcsec / 3600.0 / config.pixel_deg
     margin = config.edge_margin_beams * fwhm_pix + 4.0 * jitter_pix
     x, y = _place_sources(
@@ -185,9 +171,7 @@ def make_sky(config: SimulationConfig) -> SkyModel:
             curve = np.repeat(base[:, None], config.epochs, axis=1)
         elif name == "variable":
             base = unit * _power_law(rng, *config.variable_snr, 1.0, n)
-            s = math.sqrt(math.log1p(config.modulation_index**2))
-            z = rng.standard_normal((n, config.epochs))
-            curve = base[:, None] * np.exp(s * z - 0.5 * s * s)
+            curve = base[:, None] * lognormal(rng, config.modulation_index, (n, config.epochs))
             part["mod"] = np.full(n, config.modulation_index)
         elif name == "transient":
             base = unit * _power_law(rng, *config.transient_snr, 1.0, n)
@@ -233,47 +217,6 @@ def make_sky(config: SimulationConfig) -> SkyModel:
         dx=dx,
         dy=dy,
         ref_freq_hz=config.freq_hz,
-    )
-
-
-def truth_table(config: SimulationConfig, sky: SkyModel, epoch: int, band: int) -> pd.DataFrame:
-    """The truth of one image: one row per source with :data:`TRUTH_COLUMNS`.
-
-    ``ra``/``dec`` (deg) and ``x``/``y`` (0-based pixels, in this epoch's image) are the
-    rendered (jittered) position, ``peak_jy`` the true peak (Jy/beam, 0 when the source is
-    off or, drifting, has set below an all-sky image's horizon), ``time`` the
-    mid-integration time (ISO UTC, what ``Image.time_mjd`` holds), ``rms_jy`` the noise.
-    """
-    freq = float(config.freqs_hz[band])
-    x0, y0 = sky.positions(epoch)
-    ra, dec = config.wcs().all_pix2world(x0, y0, 0)
-    x, y = config.pixels_at(epoch, x0, y0)
-    peak = sky.peak_jy(epoch, freq)
-    if config.sky_radius_pix is not None:
-        cx, cy = config.center_pix
-        with np.errstate(invalid="ignore"):
-            visible = np.hypot(x - cx, y - cy) <= config.sky_radius_pix
-        peak = np.where(visible, peak, 0.0)
-    time_mjd = config.time_mjd(epoch)
-    n = len(sky)
-    return pd.DataFrame(
-        {
-            "source_id": sky.source_id,
-            "population": sky.population,
-            "epoch": np.full(n, epoch),
-            "band": np.full(n, band),
-            "image": config.image_name(epoch, band),
-            "time": Time(time_mjd, format="mjd", scale="utc").isot,
-            "time_mjd": time_mjd,
-            "freq_hz": freq,
-            "ra": np.mod(ra, 360.0),
-            "dec": dec,
-            "x": x,
-            "y": y,
-            "peak_jy": peak,
-            "rms_jy": config.rms_jy,
-        },
-        columns=TRUTH_COLUMNS,
     )
 
 
