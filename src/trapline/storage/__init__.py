@@ -5,8 +5,8 @@ The database is storage only: the pipeline computes in memory and hands the
 """
 
 from trapline.storage.engine import default_url
-from trapline.storage.errors import StorageError
+from trapline.storage.errors import StorageError, StorageFull
 from trapline.storage.state import MonitorEntry, StoredState
 from trapline.storage.store import Store
 
-__all__ = ["MonitorEntry", "Store", "StorageError", "StoredState", "default_url"]
+__all__ = ["MonitorEntry", "Store", "StorageError", "StorageFull", "StoredState", "default_url"]
