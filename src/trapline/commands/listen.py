@@ -10,6 +10,7 @@ import logging
 import signal
 
 from trapline.commands import add_config_option, add_db_option, add_plugin_option
+from trapline.stream.config import add_guard_options, guard_options
 
 HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
@@ -89,6 +90,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="largest pixel payload accepted per image (default %(default)s)",
     )
+    add_guard_options(p)
     p.add_argument(
         "--duration-s",
         type=float,
@@ -117,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
             metrics_port=args.metrics_port,
             log_every_s=args.metrics_every_s,
+            **guard_options(args),
         )
     except ConfigError as exc:
         print(f"trapline listen: error: {exc}")
