@@ -10,7 +10,6 @@ import logging
 import signal
 
 from trapline.commands import add_config_option, add_db_option, add_plugin_option
-from trapline.stream.config import add_guard_options, guard_options
 
 HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
@@ -90,6 +89,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="largest pixel payload accepted per image (default %(default)s)",
     )
+    from trapline.stream.config import add_guard_options
+
     add_guard_options(p)
     p.add_argument(
         "--duration-s",
@@ -105,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
     from trapline.image import Beam
     from trapline.pipeline.config import load_config
     from trapline.stream import Limits, Listener, PipelineProcessor, StreamConfig, parse_address
+    from trapline.stream.config import guard_options
 
     config = load_config(args.config)
     port = args.port if args.port is not None else (None if args.connect else 6666)
