@@ -90,6 +90,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="largest pixel payload accepted per image (default %(default)s)",
     )
+    from trapline.stream.config import add_guard_options
+
+    add_guard_options(p)
     p.add_argument(
         "--duration-s",
         type=float,
@@ -105,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
     from trapline.pipeline.config import load_config
     from trapline.run import LiveProcessor
     from trapline.stream import Limits, Listener, StreamConfig, parse_address
+    from trapline.stream.config import guard_options
 
     config = load_config(args.config)
     port = args.port if args.port is not None else (None if args.connect else 6666)
@@ -119,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
             limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
             metrics_port=args.metrics_port,
             log_every_s=args.metrics_every_s,
+            **guard_options(args),
         )
     except ConfigError as exc:
         print(f"trapline listen: error: {exc}")

@@ -36,7 +36,8 @@ def read_image(path: str | Path, beam: Beam | None = None) -> Image:
 
 
 def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
-    """Read a FITS image.
+    """Read a FITS image; gzip-compressed (``.fits.gz``) and tile-compressed
+    (``.fits.fz``) files too.
 
     Args:
         path: the file.
@@ -48,9 +49,7 @@ def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
     path = Path(path)
     try:
         with fits.open(path, memmap=False) as hdul:
-            hdu = next((h for h in hdul if h.data is not None and h.is_image), None)
-            if hdu is None:
-                raise ImageError("no_data", f"{path}: no image data in any HDU")
+            hdu = image_hdu(hdul, path)
             header = hdu.header.copy()
             raw = np.asarray(hdu.data)
     except ImageError:
@@ -60,6 +59,21 @@ def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
     except Exception as exc:  # astropy raises many types for truncated or non-FITS files
         raise ImageError("unreadable", f"{path}: not a readable FITS file ({exc})") from exc
     return image_from_header(raw, header, path=str(path), beam=beam)
+
+
+def image_hdu(
+    hdul: fits.HDUList, path: str | Path = ""
+) -> fits.PrimaryHDU | fits.ImageHDU | fits.CompImageHDU:
+    """The first HDU holding an image: the primary one, or for a tile-compressed file
+    (``.fits.fz``) the CompImageHDU extension after an empty primary HDU.
+
+    Raises:
+        ImageError: reason ``no_data`` when no HDU holds an image.
+    """
+    for hdu in hdul:
+        if hdu.is_image and int(hdu.header.get("NAXIS", 0)) > 0:
+            return hdu
+    raise ImageError("no_data", f"{path}: no image data in any HDU")
 
 
 def image_from_header(

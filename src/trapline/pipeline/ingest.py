@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -14,14 +15,23 @@ import numpy as np
 from trapline.errors import ImageError, TraplineError
 from trapline.image import Image
 
-IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".image")
+FITS_SUFFIXES = (".fits", ".fit", ".fts")
+# gzip-compressed files and fpack's tile-compressed files (astropy reads both).
+IMAGE_SUFFIXES = (
+    *FITS_SUFFIXES,
+    *(s + z for s in FITS_SUFFIXES for z in (".gz", ".fz")),
+    ".image",
+)
+
+log = logging.getLogger(__name__)
 
 
 def find_images(inputs: Iterable[str]) -> list[str]:
     """Expand files, folders (searched recursively) and glob patterns into image paths.
 
     CASA images are directories ending in ``.image`` (or holding a ``table.dat``).
-    Raises TraplineError for an input that matches nothing.
+    A symlink loop is skipped with a warning. Raises TraplineError for an input that
+    matches nothing.
     """
     found: list[str] = []
     for item in inputs:
@@ -29,16 +39,34 @@ def find_images(inputs: Iterable[str]) -> list[str]:
         if path.is_dir() and not _is_casa(path):
             matches = sorted(
                 str(p) for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_SUFFIXES and (p.is_file() or _is_casa(p))
+                if p.name.lower().endswith(IMAGE_SUFFIXES)
+                and not _is_loop(p) and (p.is_file() or _is_casa(p))
             )
         elif path.exists():
             matches = [str(path)]
         else:
-            matches = sorted(glob.glob(item))
+            matches = sorted(p for p in glob.glob(item) if not _is_loop(Path(p)))
+            if not matches and _is_loop(path, warn=False):
+                continue  # a loop given by name: warned about, nothing to run
         if not matches:
             raise TraplineError(f"no images found at {item!r}")
         found.extend(matches)
     return list(dict.fromkeys(found))  # keep order, drop repeats
+
+
+def _is_loop(path: Path, warn: bool = True) -> bool:
+    """Whether ``path`` is a symlink that leads back to itself (logged once if so)."""
+    if not path.is_symlink():
+        return False
+    try:
+        path.resolve(strict=True)
+    except FileNotFoundError:
+        return False  # dangling: left to the reader, which rejects it as unreadable
+    except (RuntimeError, OSError):  # RuntimeError before Python 3.13, ELOOP after
+        if warn:
+            log.warning("skipping %s: symlink loop", path)
+        return True
+    return False
 
 
 def _is_casa(path: Path) -> bool:
@@ -112,10 +140,11 @@ def header_time_freq(path: str) -> tuple[float, float]:
     NaN when unreadable or not FITS (CASA images are read in full later)."""
     from astropy.io import fits
 
-    from trapline.io.fits import _frequency, _time_mjd
+    from trapline.io.fits import _frequency, _time_mjd, image_hdu
 
     try:
-        header = fits.getheader(path)
+        with fits.open(path) as hdul:
+            header = image_hdu(hdul, path).header
         integration = float(header.get("EXPTIME", header.get("INTTIME", 0.0)) or 0.0)
         return _time_mjd(header, integration), _frequency(header)
     except Exception:  # noqa: BLE001 - sorting only; the reader reports the error later

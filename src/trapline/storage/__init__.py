@@ -6,7 +6,7 @@ The database is storage only: the pipeline computes in memory and hands the
 
 from trapline.records import MonitorEntry, StoredState
 from trapline.storage.engine import default_url
-from trapline.storage.errors import StorageError
+from trapline.storage.errors import StorageError, StorageFull
 from trapline.storage.store import Store
 
-__all__ = ["MonitorEntry", "Store", "StorageError", "StoredState", "default_url"]
+__all__ = ["MonitorEntry", "Store", "StorageError", "StorageFull", "StoredState", "default_url"]

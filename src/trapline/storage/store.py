@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 from trapline.records import DepthUpdates, ImageResult, concat
 from trapline.storage import depthlog, migrate, models, writer
 from trapline.storage.engine import default_url, describe, make_engine, normalise_url
-from trapline.storage.errors import StorageError
+from trapline.storage.errors import StorageError, StorageFull, is_disk_full
 from trapline.storage.rows import UNIX_EPOCH_MJD
 from trapline.storage.state import StoredState, load_state
 
@@ -185,12 +185,25 @@ class Store:
 
     def _retry(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``, retrying on OperationalError (connection lost, database locked)
-        with exponential backoff; database errors become StorageError."""
+        with exponential backoff; database errors become StorageError, a full disk
+        StorageFull at once (never retried)."""
         where = describe(self.url)
         for attempt in range(self.retries + 1):
             try:
                 return fn()
-            except OperationalError as exc:
+            except (SQLAlchemyError, OSError) as exc:
+                if is_disk_full(exc):  # retrying cannot help: stop the run promptly
+                    raise StorageFull(
+                        f"disk full writing to database {where} (cannot {what} it: "
+                        f"{_reason(exc)}); free space and re-run: the run resumes where "
+                        "it stopped"
+                    ) from exc
+                if isinstance(exc, OSError):
+                    raise
+                if not isinstance(exc, OperationalError):
+                    raise StorageError(
+                        f"cannot {what} database {where}: {_reason(exc)}", transient=False
+                    ) from exc
                 if attempt == self.retries:
                     raise StorageError(
                         f"cannot {what} database {where}: still failing after "
@@ -200,10 +213,6 @@ class Store:
                 wait = self.backoff_s * 2**attempt
                 log.warning("database %s: %s; retrying in %.2g s", where, _reason(exc), wait)
                 time.sleep(wait)
-            except SQLAlchemyError as exc:
-                raise StorageError(
-                    f"cannot {what} database {where}: {_reason(exc)}", transient=False
-                ) from exc
         raise AssertionError("unreachable")
 
 
@@ -211,7 +220,7 @@ def _attempts(n: int) -> str:
     return f"{n} attempt" if n == 1 else f"{n} attempts"
 
 
-def _reason(exc: SQLAlchemyError) -> str:
+def _reason(exc: BaseException) -> str:
     """The driver's message, first line only."""
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     text = str(orig).strip().splitlines()

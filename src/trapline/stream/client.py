@@ -7,8 +7,7 @@ import logging
 import random
 
 from trapline.stream.metrics import StreamMetrics
-from trapline.stream.server import READ_CHUNK, FrameHandler, handle_connection
-from trapline.stream.wire import Limits
+from trapline.stream.server import READ_CHUNK, FrameHandler, Guard, handle_connection
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +25,7 @@ async def connect_loop(
     port: int,
     on_frame: FrameHandler,
     metrics: StreamMetrics,
-    limits: Limits | None = None,
-    read_timeout_s: float = 0.0,
+    guard: Guard | None = None,
     initial_s: float = 0.5,
     max_s: float = 30.0,
     connect_timeout_s: float = 10.0,
@@ -54,7 +52,7 @@ async def connect_loop(
             continue
         log.info("stream: connected to %s:%d", host, port)
         before = metrics.messages_received
-        await handle_connection(reader, writer, on_frame, metrics, limits, read_timeout_s)
+        await handle_connection(reader, writer, on_frame, metrics, guard)
         if metrics.messages_received > before:
             delays = backoff_delays(initial_s, max_s)
         delay = next(delays)

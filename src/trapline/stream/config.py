@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from trapline.errors import ConfigError
+from trapline.stream.server import Guard
 from trapline.stream.wire import Limits
+
+
+def _option(default: Any, metavar: str, help: str, zero: str) -> Any:
+    """A field that is also a command-line flag: its default, metavar, help and what
+    0 means."""
+    return field(default=default, metadata={"metavar": metavar, "help": help, "zero": zero})
+
 
 
 @dataclass
@@ -28,6 +39,9 @@ class StreamConfig:
         metrics_port: port of the Prometheus text endpoint ``/metrics``; ``None``: none.
         metrics_host: address the metrics endpoint binds.
         log_every_s: interval of the metrics log line; 0: never.
+        max_connections, idle_timeout_s, message_timeout_s, max_buffered_mb: guards
+            against senders that would starve the others (see each field's help and
+            :class:`~trapline.stream.server.Guard`).
     """
 
     host: str = "127.0.0.1"
@@ -43,6 +57,21 @@ class StreamConfig:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     log_every_s: float = 60.0
+    # Guards against senders that would starve the others; also `trapline listen` flags.
+    max_connections: int = _option(
+        64, "N", "imager connections served at once; more are refused", "no limit"
+    )
+    idle_timeout_s: float = _option(
+        300.0, "S", "close a connection on which no message starts for S seconds", "never"
+    )
+    message_timeout_s: float = _option(
+        60.0, "S", "a message must arrive completely within S seconds of its first byte, "
+        "or its connection is closed", "no deadline"
+    )
+    max_buffered_mb: float = _option(
+        2048.0, "MB", "memory for messages being received, over all connections together; "
+        "a message that does not fit is refused and its connection closed", "no limit"
+    )
 
     def __post_init__(self) -> None:
         if self.port is None and not self.connect:
@@ -55,6 +84,44 @@ class StreamConfig:
             raise ConfigError("stream.max_queue must be >= 1")
         if self.reconnect_initial_s <= 0 or self.reconnect_max_s < self.reconnect_initial_s:
             raise ConfigError("stream: reconnect backoff must be > 0 and max >= initial")
+        for name in GUARD_OPTIONS:
+            if getattr(self, name) < 0:
+                raise ConfigError(f"stream.{name} must be >= 0 (0: no limit)")
+
+    @property
+    def guard(self) -> Guard:
+        """What each connection may take (limits, deadlines, the shared budget)."""
+        return Guard(
+            limits=self.limits,
+            read_timeout_s=self.read_timeout_s,
+            message_timeout_s=self.message_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            max_buffered_bytes=int(self.max_buffered_mb * 2**20),
+            max_connections=self.max_connections,
+        )
+
+
+GUARD_OPTIONS = ("max_connections", "idle_timeout_s", "message_timeout_s", "max_buffered_mb")
+
+
+def add_guard_options(parser: argparse.ArgumentParser) -> None:
+    """The guard settings of :class:`StreamConfig` as flags (``--max-connections`` ...),
+    with their defaults and help taken from the dataclass fields."""
+    fields = {f.name: f for f in dataclasses.fields(StreamConfig)}
+    for name in GUARD_OPTIONS:
+        f = fields[name]
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=type(f.default),
+            default=f.default,
+            metavar=f.metadata["metavar"],
+            help=f"{f.metadata['help']} (default %(default)s; 0: {f.metadata['zero']})",
+        )
+
+
+def guard_options(args: argparse.Namespace) -> dict:
+    """The guard settings parsed by :func:`add_guard_options`, as StreamConfig keywords."""
+    return {name: getattr(args, name) for name in GUARD_OPTIONS}
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:

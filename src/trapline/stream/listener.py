@@ -108,7 +108,7 @@ class Listener:
         try:
             if cfg.port is not None:
                 server = await start_server(
-                    cfg.host, cfg.port, self.on_frame, self.metrics, cfg.limits, cfg.read_timeout_s
+                    cfg.host, cfg.port, self.on_frame, self.metrics, cfg.guard
                 )
                 servers.append(server)
                 self.ports.append(bound_port(server))
@@ -130,8 +130,7 @@ class Listener:
                             port,
                             self.on_frame,
                             self.metrics,
-                            cfg.limits,
-                            cfg.read_timeout_s,
+                            cfg.guard,
                             cfg.reconnect_initial_s,
                             cfg.reconnect_max_s,
                         )

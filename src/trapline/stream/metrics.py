@@ -18,7 +18,8 @@ class StreamMetrics:
     """What the listener received, decoded, rejected, dropped and processed.
 
     ``rejected`` counts messages and images refused, by reason (protocol errors such as
-    ``truncated`` or ``oversized``, and image errors such as ``no_wcs``); ``dropped``
+    ``truncated``, ``oversized``, ``too_slow`` (past the message deadline) or
+    ``memory_budget``, and image errors such as ``no_wcs``); ``dropped``
     counts images lost after decoding, by reason (``queue_full``, ``late``,
     ``duplicate``). Nothing is discarded without being counted here and logged.
     """
@@ -26,6 +27,9 @@ class StreamMetrics:
     connections_opened: int = 0
     connections_closed: int = 0
     connection_errors: int = 0
+    connections_refused: int = 0  # past the connection limit
+    idle_closed: int = 0  # closed after the idle timeout
+    bytes_buffered: int = 0  # of messages being received (the shared memory budget)
     bytes_received: int = 0
     messages_received: int = 0
     images_decoded: int = 0
@@ -97,7 +101,7 @@ class StreamMetrics:
         def emit(name: str, kind: str, value, labels: str = "") -> None:
             lines.append(f"{prefix}_{name}{labels} {value}")
 
-        gauges = {"queue_depth", "connections_active"}
+        gauges = {"queue_depth", "connections_active", "bytes_buffered"}
         for stage in STAGES:
             metric = f"{stage}_seconds"
             lines.append(f"# TYPE {prefix}_{metric} summary")

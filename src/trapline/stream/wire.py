@@ -102,6 +102,12 @@ class FrameReader:
         """Bytes received but not yet part of a complete frame."""
         return len(self._buf)
 
+    @property
+    def pending(self) -> int:
+        """Bytes the message being received is known to need in all (its announced size
+        once its prefix or header is in); 0 between messages."""
+        return max(self._need, len(self._buf)) if self._buf else 0
+
     def feed(self, data: bytes) -> list[Frame]:
         self._buf += data
         frames: list[Frame] = []
