@@ -293,7 +293,10 @@ def run_files(inputs: list[str], db_url: str | None = None,
 
             shared = open_broker(broker)
         runner = Runner(store, config, broker=shared, plugins=plugins)
-        return runner.run(paths, progress=progress, scheduler=scheduler)
+        try:
+            return runner.run(paths, progress=progress, scheduler=scheduler)
+        finally:
+            runner.host.close()  # plug-ins flush (e.g. the alert sinks' queued deliveries)
 
 
 def sort_by_time(paths: list[str]) -> list[str]:

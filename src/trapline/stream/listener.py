@@ -291,6 +291,7 @@ class PipelineProcessor:
         if self.runner is not None:
             sky = self.runner.pipeline.sky.sources
             self.runner.summary.n_sources = int((~sky.is_monitor).sum())
+            self.runner.host.close()  # plug-ins flush (e.g. the alert sinks' deliveries)
         if self.store is not None:
             self.store.close()
             self.store = None
