@@ -40,8 +40,8 @@ from trapline.errors import ConfigError
 
 __all__ = [
     "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "Configurable", "DeadLetter", "Option",
-    "Plugin", "PluginContext", "PluginHost", "discover", "load_plugin", "load_plugin_spec",
-    "load_plugins", "parse_spec", "with_alerter",
+    "Plugin", "PluginContext", "PluginHost", "builtin_options", "discover", "load_plugin",
+    "load_plugin_spec", "load_plugins", "parse_spec", "with_alerter",
 ]
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,16 @@ class Configurable:
             except ValueError as exc:
                 raise ValueError(f"option {key!r} of plug-in {self.name} {exc}") from None
             setattr(self, key, list(value) if isinstance(value, list) else value)
+
+
+def builtin_options() -> dict[str, dict[str, Option]]:
+    """The declared options of each built-in plug-in that declares them."""
+    out = {}
+    for name, target in BUILTIN.items():
+        options = getattr(_import(target), "OPTIONS", None)
+        if options:
+            out[name] = options
+    return out
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
