@@ -100,40 +100,58 @@ def test_console_prints_a_line_per_stored_candidate_with_its_page(series, tmp_pa
             assert page.status_code == 200 and f"Source {m['sid']}" in page.text
 
 
-def test_console_is_on_by_default_for_listen(tmp_path, capsys):
-    """``trapline listen`` prints a line per alert unless ``--no-console``."""
-    from helpers import stream_through
-
-    from trapline.commands import console_first, load_plugin_specs
+def test_listen_adds_the_console_unless_given():
+    from trapline.commands import console_first
     from trapline.pipeline.config import PipelineConfig
-    from trapline.stream.listener import PipelineProcessor
 
     assert console_first([], PipelineConfig()) == ["console"]
+    assert console_first(["files"], PipelineConfig()) == ["console", "files"]
     assert console_first(["console:base_url=http://x"], PipelineConfig()) == [
         "console:base_url=http://x"]
     configured = PipelineConfig(plugins=[{"name": "console", "base_url": "http://x"}])
     assert console_first(["files"], configured) == ["files"]
 
-    db = tmp_path / "live.sqlite"
-    processor = PipelineProcessor(str(db), plugins=load_plugin_specs(
-        console_first([], PipelineConfig()), str(db)))
-    stream_through(processor, SIM, "fits")
-    processor.close()
+
+def test_listen_command_prints_alerts_unless_no_console(tmp_path, capsys):
+    """``trapline listen`` with no plug-in given prints a line per stored candidate."""
+    import argparse
+    import time
+
+    from test_stream_listen import free_port
+
+    from trapline.commands import listen, simulate
+
+    lp = argparse.ArgumentParser()
+    listen.configure(lp)
+    assert lp.parse_args(["--no-console"]).no_console is True
+    db, port = tmp_path / "live.sqlite", free_port()
+    args = lp.parse_args(["--port", str(port), "--db", str(db), "--bands", "1",
+                          "--max-wait-s", "0.5", "--duration-s", "6",
+                          "--metrics-every-s", "0"])
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("rc", listen.run(args)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while True:  # until the listener accepts
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    sp = argparse.ArgumentParser()
+    simulate.configure(sp)
+    assert simulate.run(sp.parse_args([
+        "--stream", f"127.0.0.1:{port}", "--stream-format", "fits", "--stream-cadence-s",
+        "0.05", "--seed", "6", "--epochs", "6", "--bands", "1", "--size", "256",
+        "--n-steady", "10", "--n-variable", "2", "--n-transient", "2", "--n-fading", "0",
+        "--transient-start", "3"])) == 0
+    thread.join(30)
+    assert result["rc"] == 0
     lines = [m for m in map(LINE.match, capsys.readouterr().out.splitlines()) if m]
     c = stored_candidates(db)
     assert sorted((int(m["sid"]), m["kind"].lower()) for m in lines) == sorted(
         zip(c.source_id.astype(int), c.kind, strict=True))
-
-
-def test_listen_command_has_no_console_option():
-    import argparse
-
-    from trapline.commands import listen
-
-    p = argparse.ArgumentParser()
-    listen.configure(p)
-    assert p.parse_args(["--no-console"]).no_console is True
-    assert p.parse_args([]).no_console is False
 
 
 def test_files_are_json_lines_and_voevents_in_day_folders(series, tmp_path):
