@@ -454,3 +454,24 @@ def test_a_sink_gets_an_alerter_unless_one_runs_with_it():
     assert host.plugins == [console, alerter]
     assert PluginHost(MemoryBroker(), [alerter]).plugins == [alerter]
     assert ALERTS in console.channels
+
+
+def test_config_defaults_list_every_sink_option():
+    """``trapline config --defaults`` shows each sink's options; uncommented, a block is
+    a [[plugins]] table holding the declared defaults."""
+    import tomllib
+
+    from trapline.pipeline.config import config_from_dict, defaults_toml
+    from trapline.plugins.base import builtin_options
+
+    text = defaults_toml()
+    declared = builtin_options()
+    assert set(declared) == {"console", "files", "webhook", "email"}
+    for name, options in declared.items():
+        block = re.search(rf'# \[\[plugins\]\]\n# name = "{name}"\n((?:# \w+ = .*\n)+)', text)
+        assert block, name
+        lines = [line[2:] for line in block.group(0).splitlines()]
+        table = config_from_dict(tomllib.loads("\n".join(lines))).plugins[0]
+        assert table == {"name": name, **{k: o.default for k, o in options.items()}}
+        for key, option in options.items():
+            assert f"# {option.help}" in block.group(1).split(f"# {key} = ")[1].split("\n")[0]

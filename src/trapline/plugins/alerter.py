@@ -180,3 +180,4 @@ class Alerter(BasePlugin):
     def close(self) -> None:
         if self._run is not None:
             self._run.close()
+            self._run = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import IO, ClassVar
+from typing import IO, Any, ClassVar
 
 from trapline.alerts.record import Alert, iso_time
 from trapline.plugins.base import Option
@@ -30,7 +30,7 @@ class FilesSink(AlertSink):
         **VOEVENT_OPTIONS,
     }
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any):
         super().__init__(**options)
         self.root = Path(self.directory)
         self.written = 0

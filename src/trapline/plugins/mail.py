@@ -8,7 +8,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from trapline.alerts.record import Alert
 from trapline.alerts.text import alert_line, source_url
@@ -83,7 +83,7 @@ class EmailSink(DeliveringSink):
         **DELIVERY_OPTIONS,
     }
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any):
         super().__init__(**options)
         if not self.to:
             raise ValueError("needs recipients: to=someone@example.org")

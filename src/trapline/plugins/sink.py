@@ -148,12 +148,12 @@ class DeliveringSink(AlertSink):
         self._dead(alert, error)
 
     def _dead(self, alert: Alert, error: str) -> None:
-        self.dead += 1
         log.error("%s: alert %s not delivered (%s); written to %s", self.name,
                   alert.alert_id, error, self.deadletter_path)
         line = json.dumps({"time": datetime.now(UTC).isoformat(timespec="seconds"),
                            "sink": self.name, "error": error, "alert": alert.to_dict()})
         with self._lock:
+            self.dead += 1
             self.deadletter_path.parent.mkdir(parents=True, exist_ok=True)
             with self.deadletter_path.open("a") as f:
                 f.write(line + "\n")

@@ -7,7 +7,7 @@ import json
 import urllib.error
 import urllib.request
 from email.message import Message
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from trapline import __version__
@@ -49,7 +49,7 @@ class WebhookSink(DeliveringSink):
         **DELIVERY_OPTIONS,
     }
 
-    def __init__(self, **options):
+    def __init__(self, **options: Any):
         super().__init__(**options)
         if urlsplit(self.url).scheme not in ("http", "https"):
             raise ValueError(f"needs url=http(s)://..., got {self.url!r}")
