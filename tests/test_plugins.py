@@ -95,9 +95,8 @@ def test_the_guide_example_runs_as_documented(tmp_path):
     command = guide_command()
     assert command[0] == "trapline" and "run.sqlite" in command
     # -P: no working folder on sys.path, as with the 'trapline' script
-    done = subprocess.run([sys.executable, "-P", "-m", "trapline.cli", *command[1:],
-                           "--no-progress"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, "-P", "-m", "trapline.cli", *command[1:]],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     printed = [line for line in done.stdout.splitlines() if line.startswith("NEW source ")]
     with trapline.api.open(str(tmp_path / "run.sqlite")) as run:

@@ -5,13 +5,20 @@ and ``close()`` (:class:`Plugin`); :class:`BasePlugin` supplies the defaults and
 ``context`` (a ``publish`` function, the database URL) given by the host at start.
 
 Plug-ins are found by name among the entry points of group ``trapline.plugins`` (which
-the built-ins are too), or by a dotted path ``package.module:Class`` from the
-configuration::
+the built-ins are too), or by a path: ``package.module:Class``, ``package.module.Class``
+(a module in the working folder is found too), ``file.py`` or ``file.py:Class``; on the
+command line with options after it (``--plugin NAME:key=value,...``, :func:`parse_spec`),
+in the configuration as a table::
 
     [[plugins]]
     name = "dbwriter"               # entry point name, or
-    path = "mypackage.alerts:Printer"   # a dotted path
+    path = "mypackage.alerts:Printer"   # a path
     url = "sqlite:///run.sqlite"    # any other key is passed to the factory
+
+A plug-in may declare its options once in ``OPTIONS`` (:class:`Option`: default, type,
+help; see :class:`Configurable`): they are then checked and converted from either
+source, and listed by ``trapline config --defaults``. A plug-in consuming ``alerts``
+gets an alerter from the host when none runs with it (:func:`with_alerter`).
 
 The :class:`PluginHost` reads each plug-in's channels in the plug-in's own consumer
 group, calls ``handle`` and acknowledges only after it returned: a plug-in that raises
