@@ -8,17 +8,21 @@ from helpers import REDIS_URL
 
 import trapline.api
 from trapline.cli import main
-from trapline.commands.consume import parse_plugin
+from trapline.plugins.base import guess_types, load_plugin_spec, parse_spec
 from trapline.simulate import SimulationConfig, write_series
 
 redis = pytest.importorskip("redis")
 
 
 def test_parse_plugin_options():
-    assert parse_plugin("parquet:directory=/tmp/x,points=5,ratio=0.5") == (
-        "parquet", {"directory": "/tmp/x", "points": 5, "ratio": 0.5})
-    with pytest.raises(ValueError):
-        parse_plugin("alerter:nonsense")
+    assert parse_spec("parquet:directory=/tmp/x,points=5,ratio=0.5") == (
+        "parquet", {"directory": "/tmp/x", "points": "5", "ratio": "0.5"})
+    assert guess_types({"points": "5", "ratio": "0.5", "d": "/x"}) == {
+        "points": 5, "ratio": 0.5, "d": "/x"}
+    with pytest.raises(ValueError, match="'nonsense' is not KEY=VALUE"):
+        load_plugin_spec("alerter:nonsense")
+    with pytest.raises(ValueError, match="'x' is not KEY=VALUE"):
+        parse_spec("alerter:x,points=3")
 
 
 def test_run_publishes_and_consume_archives_and_alerts(tmp_path, capsys, redis_prefix):

@@ -4,6 +4,8 @@ acknowledgement and retry rules, and the built-ins fed by the embedded broker.""
 from __future__ import annotations
 
 import re
+import shlex
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -13,19 +15,23 @@ import pyarrow.parquet as pq
 import pytest
 from test_channels_data import simulated_results, tables
 
+import trapline.api
 from trapline.alerts import Alert
 from trapline.channels import ALERTS, DEADLETTER, RESULTS, MemoryBroker, publish_result
+from trapline.errors import ConfigError
 from trapline.plugins import (
     BUILTIN,
     PluginHost,
     discover,
     load_plugin,
+    load_plugin_spec,
     load_plugins,
 )
 from trapline.plugins.alerter import Alerter
 from trapline.plugins.compactor import Compactor
 from trapline.plugins.dbwriter import DBWriter
 from trapline.plugins.parquet import ParquetArchiver
+from trapline.simulate import SimulationConfig, write_series
 from trapline.storage import Store
 
 GUIDE = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
@@ -70,6 +76,60 @@ def test_discovery_through_entry_points(tmp_path, monkeypatch):
     assert plugin.name == "mine" and plugin.x == 7
 
 
+def guide_command() -> list[str]:
+    """The guide's command that runs the example plug-in, as arguments."""
+    match = re.search(r"<!-- example command -->\s*```bash\n(.*?)\n```", GUIDE.read_text(), re.S)
+    assert match, "the guide's example command is missing"
+    return shlex.split(match.group(1))
+
+
+def test_the_guide_example_runs_as_documented(tmp_path):
+    """The guide's plug-in file and command, in a folder holding them and images/, run by
+    the installed command (which does not put the working folder on the path)."""
+    example = re.search(r"<!-- example: print_alerts.py -->\s*```python\n(.*?)```",
+                        GUIDE.read_text(), re.S).group(1)
+    (tmp_path / "print_alerts.py").write_text(example)
+    write_series(SimulationConfig(seed=6, epochs=6, bands=1, size=256, n_steady=10,
+                                  n_variable=2, n_transient=2, n_fading=0,
+                                  transient_start_epoch=3), tmp_path / "images")
+    command = guide_command()
+    assert command[0] == "trapline" and "run.sqlite" in command
+    # -P: no working folder on sys.path, as with the 'trapline' script
+    done = subprocess.run([sys.executable, "-P", "-m", "trapline.cli", *command[1:]],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    printed = [line for line in done.stdout.splitlines() if line.startswith("NEW source ")]
+    with trapline.api.open(str(tmp_path / "run.sqlite")) as run:
+        candidates = run.candidates()
+    assert len(candidates) > 0
+    assert sorted(int(line.split()[2]) for line in printed) == sorted(candidates.source_id)
+
+
+def test_plugin_paths_on_the_command_line(tmp_path, monkeypatch):
+    """module:Class, module.Class, FILE.py and FILE.py:Class, options after the class."""
+    example = re.search(r"<!-- example: print_alerts.py -->\s*```python\n(.*?)```",
+                        GUIDE.read_text(), re.S).group(1)
+    (tmp_path / "print_alerts.py").write_text(example)
+    (tmp_path / "two.py").write_text(example + "\n\nclass Other(PrintAlerts):\n    pass\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, "print_alerts", raising=False)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    for spec in ("print_alerts:PrintAlerts:prefix=!!", "print_alerts.PrintAlerts:prefix=!!",
+                 "print_alerts.py:prefix=!!", "./print_alerts.py:PrintAlerts:prefix=!!",
+                 f"{tmp_path}/print_alerts.py:PrintAlerts:prefix=!!"):
+        plugin = load_plugin_spec(spec)
+        assert type(plugin).__name__ == "PrintAlerts" and plugin.prefix == "!!", spec
+    assert load_plugin_spec("print_alerts.py").prefix == "ALERT"
+    assert load_plugin_spec("print_alerts:PrintAlerts:prefix=7").prefix == 7  # a number
+    with pytest.raises(ValueError, match="2 plug-in classes .*PrintAlerts, Other"):
+        load_plugin_spec("two.py")
+    assert type(load_plugin_spec("two.py:Other")).__name__ == "Other"
+    with pytest.raises(ImportError, match="no plug-in file"):
+        load_plugin_spec("missing.py")
+    with pytest.raises(ModuleNotFoundError):
+        load_plugin_spec("not_here:Thing")
+
+
 def test_configuration_by_name_and_dotted_path(tmp_path):
     guide_example()
     plugins = load_plugins([{"name": "parquet", "directory": str(tmp_path)},
@@ -77,8 +137,10 @@ def test_configuration_by_name_and_dotted_path(tmp_path):
                             {"path": "print_alerts.PrintAlerts"}])
     assert [p.name for p in plugins] == ["parquet", "print-alerts", "print-alerts"]
     assert plugins[1].prefix == "!!"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="entry without 'name' or 'path'"):
         load_plugins([{"prefix": "x"}])
+    with pytest.raises(ConfigError, match=r"\[\[plugins\]\] parquet: .*unexpected keyword"):
+        load_plugins([{"name": "parquet", "nonsense": 1}])
 
 
 class Flaky:

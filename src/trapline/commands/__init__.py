@@ -25,24 +25,33 @@ def add_config_option(p: argparse.ArgumentParser) -> None:
 
 def add_plugin_option(p: argparse.ArgumentParser) -> None:
     """``--plugin``: plug-ins fed in this process after each image."""
-    p.add_argument("--plugin", action="append", default=[], metavar="NAME[:KEY=VALUE,...]",
-                   help="run this plug-in in-process (entry-point name or dotted path, with "
-                        "options), e.g. alerter or parquet:directory=archive; repeatable")
+    p.add_argument("--plugin", action="append", default=[], metavar="PLUGIN[:KEY=VALUE,...]",
+                   help="run this plug-in in-process: an entry-point name (alerter, console, "
+                        "files, webhook, email, ...), module:Class, module.Class or a file "
+                        "FILE.py[:Class], then options, e.g. console:base_url=http://127.0.0.1"
+                        ":8000; repeatable")
 
 
 def load_plugin_specs(specs: list[str], db_url: str | None = None) -> list:
     """Plug-ins from ``--plugin`` specs; the database URL goes to those that take one."""
-    from trapline.commands.consume import parse_plugin
     from trapline.errors import TraplineError
-    from trapline.plugins.base import load_plugin
+    from trapline.plugins.base import load_plugin_spec, parse_spec
 
     plugins = []
     for spec in specs:
         try:
-            name, options = parse_plugin(spec)
-            if db_url and name in ("dbwriter", "alerter") and "url" not in options:
-                options["url"] = db_url
-            plugins.append(load_plugin(name, **options))
+            name = parse_spec(spec)[0]
+            defaults = {"url": db_url} if db_url and name in ("dbwriter", "alerter") else {}
+            plugins.append(load_plugin_spec(spec, **defaults))
         except (LookupError, ValueError, TypeError, ImportError) as exc:
             raise TraplineError(f"plug-in {spec!r}: {exc}") from exc
     return plugins
+
+
+def console_first(specs: list[str], config) -> list[str]:
+    """``--plugin`` specs with the console sink first, unless it is given already (on
+    the command line or in the configuration's ``[[plugins]]``)."""
+    from trapline.plugins.base import parse_spec
+
+    given = [parse_spec(s)[0] for s in specs] + [p.get("name") for p in config.plugins]
+    return specs if "console" in given else ["console", *specs]

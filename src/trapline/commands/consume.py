@@ -14,32 +14,14 @@ HELP = "Run plug-ins (alerter, dbwriter, parquet, compactor, your own) on a shar
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", required=True, metavar="URL",
                    help="the broker the pipeline publishes to, e.g. redis://127.0.0.1:6379/0")
-    p.add_argument("--plugin", action="append", required=True, metavar="NAME[:KEY=VALUE,...]",
-                   help="plug-in by entry-point name or dotted path, with options; repeatable")
+    p.add_argument("--plugin", action="append", required=True, metavar="PLUGIN[:KEY=VALUE,...]",
+                   help="plug-in by entry-point name, module:Class or FILE.py[:Class], with "
+                        "options; repeatable")
     p.add_argument("--consumer", default="consumer-1",
                    help="consumer name: the same name resumes what a stopped one left")
     add_db_option(p)
     p.add_argument("--once", action="store_true",
                    help="process what is waiting, then exit (default: run until interrupted)")
-
-
-def parse_plugin(spec: str) -> tuple[str, dict[str, object]]:
-    """``name:key=value,key=value`` into the name and its options (numbers as numbers)."""
-    name, _, rest = spec.partition(":")
-    options: dict[str, object] = {}
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"plug-in option {item!r} is not KEY=VALUE")
-        for cast in (int, float):
-            try:
-                options[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            options[key] = value
-    return name, options
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,6 +63,8 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
     )
     add_plugin_option(p)
+    p.add_argument("--no-console", action="store_true",
+                   help="no line per alert on standard output (the console plug-in)")
     p.add_argument(
         "--scheduler",
         default=None,
@@ -129,10 +131,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"trapline listen: error: {exc}")
         return 2
     beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
-    from trapline.commands import load_plugin_specs
+    from trapline.commands import console_first, load_plugin_specs
 
+    specs = args.plugin if args.no_console else console_first(args.plugin, config)
     processor = LiveProcessor(args.db, config, scheduler=args.scheduler,
-                                  plugins=load_plugin_specs(args.plugin, args.db))
+                              plugins=load_plugin_specs(specs, args.db))
     listener = Listener(stream, processor, beam)
 
     async def main() -> None:

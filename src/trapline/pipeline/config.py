@@ -331,6 +331,12 @@ def defaults_toml() -> str:
     lines.append("\n# Plug-ins fed in the pipeline's process after each image (none by default):")
     lines.append("# [[plugins]]\n# name = \"alerter\"\n# [[plugins]]\n"
                  "# name = \"parquet\"\n# directory = \"archive\"")
+    from trapline.plugins.base import builtin_options
+
+    for name, options in builtin_options().items():
+        lines.append(f"\n# The {name} plug-in and its options:\n# [[plugins]]\n# name = \"{name}\"")
+        for key, option in options.items():
+            lines.append(f"# {key} = {_toml_value(option.default)}  # {option.help}")
     return "\n".join(lines) + "\n"
 
 

@@ -6,16 +6,21 @@ from trapline.plugins.base import (
     BUILTIN,
     ENTRY_POINT_GROUP,
     BasePlugin,
+    Configurable,
     DeadLetter,
+    Option,
     Plugin,
     PluginContext,
     PluginHost,
     discover,
     load_plugin,
+    load_plugin_spec,
     load_plugins,
+    parse_spec,
 )
 
 __all__ = [
-    "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "DeadLetter", "Plugin", "PluginContext",
-    "PluginHost", "discover", "load_plugin", "load_plugins",
+    "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "Configurable", "DeadLetter", "Option",
+    "Plugin", "PluginContext", "PluginHost", "discover", "load_plugin", "load_plugin_spec",
+    "load_plugins", "parse_spec",
 ]

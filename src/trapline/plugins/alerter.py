@@ -116,6 +116,7 @@ class Alerter(BasePlugin):
 
     name = "alerter"
     channels = (RESULTS,)
+    publishes = (ALERTS,)  # so the host adds no other alerter for the alert sinks
 
     def __init__(self, url: str | None = None, points: int = 20,
                  kinds: Collection[str] = ("new", "variable"), min_significance: float = 0.0,
@@ -179,3 +180,4 @@ class Alerter(BasePlugin):
     def close(self) -> None:
         if self._run is not None:
             self._run.close()
+            self._run = None

@@ -5,13 +5,20 @@ and ``close()`` (:class:`Plugin`); :class:`BasePlugin` supplies the defaults and
 ``context`` (a ``publish`` function, the database URL) given by the host at start.
 
 Plug-ins are found by name among the entry points of group ``trapline.plugins`` (which
-the built-ins are too), or by a dotted path ``package.module:Class`` from the
-configuration::
+the built-ins are too), or by a path: ``package.module:Class``, ``package.module.Class``
+(a module in the working folder is found too), ``file.py`` or ``file.py:Class``; on the
+command line with options after it (``--plugin NAME:key=value,...``, :func:`parse_spec`),
+in the configuration as a table::
 
     [[plugins]]
     name = "dbwriter"               # entry point name, or
-    path = "mypackage.alerts:Printer"   # a dotted path
+    path = "mypackage.alerts:Printer"   # a path
     url = "sqlite:///run.sqlite"    # any other key is passed to the factory
+
+A plug-in may declare its options once in ``OPTIONS`` (:class:`Option`: default, type,
+help; see :class:`Configurable`): they are then checked and converted from either
+source, and listed by ``trapline config --defaults``. A plug-in consuming ``alerts``
+gets an alerter from the host when none runs with it (:func:`with_alerter`).
 
 The :class:`PluginHost` reads each plug-in's channels in the plug-in's own consumer
 group, calls ``handle`` and acknowledges only after it returned: a plug-in that raises
@@ -22,19 +29,26 @@ to the ``deadletter`` channel instead.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
+import re
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from trapline.channels import codec
-from trapline.channels.base import DEADLETTER, Broker, Message, Undecodable
+from trapline.channels.base import ALERTS, DEADLETTER, Broker, Message, Undecodable
+from trapline.errors import ConfigError
 
 __all__ = [
-    "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "DeadLetter", "Plugin", "PluginContext",
-    "PluginHost", "discover", "load_plugin", "load_plugins",
+    "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "Configurable", "DeadLetter", "Option",
+    "Plugin", "PluginContext", "PluginHost", "builtin_options", "discover", "load_plugin",
+    "load_plugin_spec", "load_plugins", "parse_spec", "with_alerter",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,6 +61,10 @@ BUILTIN = {
     "alerter": "trapline.plugins.alerter:Alerter",
     "compactor": "trapline.plugins.compactor:Compactor",
     "parquet": "trapline.plugins.parquet:ParquetArchiver",
+    "console": "trapline.plugins.console:ConsoleSink",
+    "files": "trapline.plugins.files:FilesSink",
+    "webhook": "trapline.plugins.webhook:WebhookSink",
+    "email": "trapline.plugins.mail:EmailSink",
 }
 
 
@@ -122,26 +140,193 @@ def discover() -> dict[str, str]:
     return found
 
 
+@dataclass(frozen=True)
+class Option:
+    """One option of a plug-in, declared once: its default, its meaning and (from the
+    default unless given) its type: bool, int, float, str or list of str. Values may come
+    as text (``--plugin NAME:key=value``) or typed (a TOML ``[[plugins]]`` table)."""
+
+    default: Any
+    help: str
+    type: type | None = None
+
+    @property
+    def kind(self) -> type:
+        return self.type or type(self.default)
+
+    def convert(self, value: Any) -> Any:
+        """``value`` as this option's type; ValueError saying what is expected."""
+        kind = self.kind
+        if kind is bool:
+            if isinstance(value, str) and value.lower() in _BOOLS:
+                return _BOOLS[value.lower()]
+            if isinstance(value, bool):
+                return value
+            raise ValueError(f"must be true or false, got {value!r}")
+        if kind is list:
+            if isinstance(value, str):  # text: comma or space separated
+                return [v for v in re.split(r"[,\s]+", value) if v]
+            if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise ValueError(f"must be a list of strings, got {value!r}")
+        if kind in (int, float):
+            if isinstance(value, str):
+                try:
+                    return kind(value)
+                except ValueError:
+                    pass
+            elif not isinstance(value, bool) and isinstance(value, int | float) and (
+                    kind is float or float(value).is_integer()):
+                return kind(value)
+            raise ValueError(f"must be {'an integer' if kind is int else 'a number'}, "
+                             f"got {value!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"must be a string, got {value!r}")
+        return value
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+class Configurable:
+    """Plug-ins whose options are declared in ``OPTIONS`` (name: :class:`Option`): the
+    constructor takes exactly those, converted to their types, as attributes."""
+
+    name: str = "plugin"
+    OPTIONS: ClassVar[dict[str, Option]] = {}
+
+    def __init__(self, **options: Any):
+        unknown = sorted(set(options) - set(self.OPTIONS))
+        if unknown:
+            raise ValueError(f"unknown option {unknown[0]!r} of plug-in {self.name}; "
+                             f"options are: {', '.join(self.OPTIONS)}")
+        for key, option in self.OPTIONS.items():
+            try:
+                value = option.convert(options[key]) if key in options else option.default
+            except ValueError as exc:
+                raise ValueError(f"option {key!r} of plug-in {self.name} {exc}") from None
+            setattr(self, key, list(value) if isinstance(value, list) else value)
+
+
+def builtin_options() -> dict[str, dict[str, Option]]:
+    """The declared options of each built-in plug-in that declares them."""
+    out = {}
+    for name, target in BUILTIN.items():
+        options = getattr(_import(target), "OPTIONS", None)
+        if options:
+            out[name] = options
+    return out
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``--plugin`` text into the plug-in (name, ``module:Class``, ``module.Class``,
+    ``file.py`` or ``file.py:Class``) and its options as text: ``TARGET:key=value,...``.
+    A value may hold commas (``to=a@x.org,b@y.org``) and colons (URLs)."""
+    eq = spec.find("=")
+    if eq < 0:
+        return spec, {}
+    colon = spec.rfind(":", 0, eq)
+    if colon < 0:
+        raise ValueError("options go after the plug-in, as NAME:key=value,key=value")
+    options: dict[str, str] = {}
+    for item in re.split(r",(?=\s*[A-Za-z_][\w-]*=)", spec[colon + 1:]):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"plug-in option {item!r} is not KEY=VALUE")
+        options[key.strip()] = value
+    return spec[:colon], options
+
+
+def guess_types(options: Mapping[str, str]) -> dict[str, Any]:
+    """Text options with numbers as numbers, for plug-ins that declare no ``OPTIONS``."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def _load_file(path: Path) -> ModuleType:
+    """A plug-in file as the module named after it (so its records can be pickled)."""
+    path = path.resolve()
+    if not path.is_file():
+        raise ImportError(f"no plug-in file {path}")
+    module = sys.modules.get(path.stem)
+    if module is not None and getattr(module, "__file__", None) == str(path):
+        return module
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path} as Python")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _only_plugin(module: ModuleType) -> Any:
+    """The one plug-in class defined in a module."""
+    found = [obj for obj in vars(module).values()
+             if isinstance(obj, type) and obj.__module__ == module.__name__
+             and all(hasattr(obj, a) for a in ("name", "channels", "handle", "close"))]
+    if len(found) != 1:
+        names = ", ".join(c.__name__ for c in found) or "none"
+        raise ValueError(f"{module.__file__} has {len(found)} plug-in classes ({names}): "
+                         "name one, as FILE.py:Class")
+    return found[0]
+
+
+def _import_module(name: str) -> ModuleType:
+    """Import ``name``; a module in the working folder is found too (as ``python -m``
+    would), so ``--plugin print_alerts:PrintAlerts`` works where the file is."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        top = name.partition(".")[0]
+        here = Path.cwd()
+        if exc.name != top or not ((here / f"{top}.py").is_file()
+                                   or (here / top / "__init__.py").is_file()):
+            raise
+    sys.path.insert(0, str(here))
+    return importlib.import_module(name)
+
+
 def _import(target: str) -> Any:
+    """The factory at ``module:attr``, ``module.attr``, ``file.py`` or ``file.py:attr``."""
     module_name, _, attr = target.partition(":")
-    if not attr:
-        module_name, _, attr = target.rpartition(".")
-    if not module_name or not attr:
-        raise ValueError(f"bad plug-in path {target!r}: use 'package.module:Class'")
-    obj: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
+    if module_name.endswith(".py"):
+        module = _load_file(Path(module_name))
+        obj: Any = module if attr else _only_plugin(module)
+    else:
+        if not attr:
+            module_name, _, attr = target.rpartition(".")
+        if not module_name or not attr:
+            raise ValueError(f"bad plug-in path {target!r}: use 'package.module:Class'")
+        obj = _import_module(module_name)
+    for part in filter(None, attr.split(".")):
         obj = getattr(obj, part)
     return obj
 
 
-def load_plugin(spec: str, **options: Any) -> Plugin:
-    """Make a plug-in from an entry point name or a dotted path, calling the factory
-    (a class or function) with ``options``."""
+def _factory(spec: str) -> Any:
     known = discover()
-    target = known.get(spec, spec)
-    if target == spec and "." not in spec and ":" not in spec:
+    if spec in known:
+        return _import(known[spec])
+    head, _, rest = spec.partition(":")
+    if head in known:  # e.g. 'alerter:points' (no '=')
+        raise ValueError(f"plug-in option {rest!r} is not KEY=VALUE")
+    if "." not in spec and ":" not in spec:
         raise LookupError(f"no plug-in named {spec!r}; known: {', '.join(sorted(known))}")
-    factory = _import(target)
+    return _import(spec)
+
+
+def _make(spec: str, factory: Any, options: Mapping[str, Any]) -> Plugin:
     plugin = factory(**options) if callable(factory) else factory
     for attr in ("name", "channels", "handle", "close"):
         if not hasattr(plugin, attr):
@@ -149,16 +334,52 @@ def load_plugin(spec: str, **options: Any) -> Plugin:
     return plugin
 
 
+def load_plugin(spec: str, **options: Any) -> Plugin:
+    """Make a plug-in from an entry point name or a path (``package.module:Class``,
+    ``package.module.Class``, ``file.py[:Class]``), calling the factory (a class or
+    function) with ``options``."""
+    return _make(spec, _factory(spec), options)
+
+
+def load_plugin_spec(spec: str, **defaults: Any) -> Plugin:
+    """A plug-in from ``--plugin`` text (see :func:`parse_spec`); ``defaults`` are
+    options used unless the text sets them. Plug-ins declaring ``OPTIONS`` convert the
+    text themselves; for others numbers are guessed (:func:`guess_types`)."""
+    target, text = parse_spec(spec)
+    factory = _factory(target)
+    options = dict(text) if hasattr(factory, "OPTIONS") else guess_types(text)
+    return _make(target, factory, {**defaults, **options})
+
+
 def load_plugins(config: Iterable[Mapping[str, Any]]) -> list[Plugin]:
-    """Plug-ins from configuration entries (``name`` or ``path`` plus options)."""
+    """Plug-ins from configuration entries (``name`` or ``path`` plus options); a bad
+    entry is a :class:`~trapline.errors.ConfigError` naming it."""
     plugins = []
     for entry in config:
         entry = dict(entry)
         spec = entry.pop("path", None) or entry.pop("name", None)
         entry.pop("name", None)
         if not spec:
-            raise ValueError(f"plug-in entry without 'name' or 'path': {entry}")
-        plugins.append(load_plugin(spec, **entry))
+            raise ConfigError(f"[[plugins]] entry without 'name' or 'path': {entry}")
+        try:
+            plugins.append(load_plugin(spec, **entry))
+        except (LookupError, ValueError, TypeError, ImportError) as exc:
+            raise ConfigError(f"[[plugins]] {spec}: {exc}") from exc
+    return plugins
+
+
+def with_alerter(plugins: Sequence[Plugin]) -> list[Plugin]:
+    """The plug-ins, with an alerter (default options) first when one consumes
+    ``alerts`` and none publishes them (``publishes``): a sink alone would get nothing.
+    On a shared broker an added alerter joins the ``alerter`` group, so alerts are
+    still made once per result."""
+    plugins = list(plugins)
+    consumes = [p.name for p in plugins if ALERTS in p.channels]
+    if consumes and not any(ALERTS in getattr(p, "publishes", ()) for p in plugins):
+        from trapline.plugins.alerter import Alerter
+
+        log.info("adding the alerter: %s consume(s) the alerts it makes", ", ".join(consumes))
+        plugins.insert(0, Alerter())
     return plugins
 
 
@@ -170,7 +391,7 @@ class PluginHost:
     def __init__(self, broker: Broker, plugins: Iterable[Plugin], *, consumer: str = "host",
                  db_url: str | None = None, max_deliveries: int = 5, batch: int = 10):
         self.broker = broker
-        self.plugins = list(plugins)
+        self.plugins = with_alerter(plugins)
         self.consumer = consumer
         self.max_deliveries = max_deliveries
         self.batch = batch

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from trapline.channels import open_broker
 from trapline.pipeline.config import PipelineConfig
@@ -54,13 +55,11 @@ def run_images(store: Store, sources: Sequence, config: PipelineConfig | None = 
     measurer = Measurer(config, scheduler, n_images=len(sources))
     finished = False
     bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(sources), unit="img", desc="trapline")
     driver = None
     try:
         driver = Driver(store, config, broker=broker, plugins=plugins, client=measurer.client)
+        if progress:
+            bar = tqdm(total=len(sources), unit="img", desc="trapline")
         for step in timesteps(measurer.map(sources)):
             driver.process(step)
             if bar is not None:

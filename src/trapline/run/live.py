@@ -57,7 +57,8 @@ class LiveProcessor:
         return None if self.driver is None else self.driver.summary
 
     def _alerts_published(self) -> int:
-        return sum(getattr(p, "published", 0) for p in self.plugins)
+        plugins = self.driver.host.plugins if self.driver is not None else self.plugins
+        return sum(getattr(p, "published", 0) for p in plugins)
 
     def close(self) -> None:
         if self.driver is not None:
