@@ -16,7 +16,8 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from sqlalchemy import Connection
 
-from trapline.storage import export
+from trapline.storage import export, runinfo
+from trapline.storage.export import SIGNIFICANCE
 from trapline.web import pictures, queries
 from trapline.web.formats import Format, csv_response, json_response, suffixed, with_query
 from trapline.web.monitors import router as monitors_router
@@ -43,7 +44,7 @@ NAV = [
     ("/api", "API"),
 ]  # fmt: skip
 
-TABLE_DOWNLOADS = ["images", "sources", "measurements", "variability", "candidates", "monitors"]
+TABLE_DOWNLOADS = export.EXPORTS
 
 
 def template_globals(settings) -> dict[str, Any]:
@@ -121,6 +122,9 @@ def not_found(what: str) -> HTTPException:
 @router.get("/index", include_in_schema=False)
 def overview(request: Request, conn: Conn, format: FormatQ = "html") -> Response:
     data = queries.overview(conn)
+    config, stored = runinfo.run_config(conn)
+    data["run"] = {"version": runinfo.software_version(), "config": config.to_dict(),
+                   "config_stored": stored, "processing": runinfo.processing(conn)}
     return render(request, format, "overview.html", data, data["recent_images"], "images")
 
 
@@ -258,17 +262,23 @@ def source_cutout(conn: Conn, source_id: IdPath, image_id: IdPath) -> Response:
 
 @router.get("/etav", summary="The eta-V diagnostic plane (integrated flux)")
 def etav(request: Request, conn: Conn, format: FormatQ = "html", band: BandQ = None,
-         eta: Annotated[float, finite(gt=0, le=1e12)] = 10.0,
-         v: Annotated[float, finite(gt=0, le=1e6)] = 0.3) -> Response:
+         eta: Annotated[float | None, finite(gt=0, le=1e12, description=(
+             "eta threshold (default: the run's)"))] = None,
+         v: Annotated[float | None, finite(gt=0, le=1e6, description=(
+             "V threshold (default: the run's)"))] = None) -> Response:
+    run = runinfo.thresholds(conn)
+    eta = run["eta_threshold"] if eta is None else eta
+    v = run["v_threshold"] if v is None else v
     if format == "html":  # the page fetches its points from the JSON twin
         return render(request, format, "etav.html", {}, None, bands=queries.bands(conn),
-                      band=band, eta=eta, v=v)
+                      band=band, eta=eta, v=v, run=run)
     cols = queries.etav(conn, band)
     if format == "csv":
         rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(),
                                                                          strict=True)]
         return csv_response(rows, "etav", list(cols))
-    return json_response({"band": band, "eta_threshold": eta, "v_threshold": v, **cols})
+    return json_response({"band": band, "eta_threshold": eta, "v_threshold": v,
+                          "run_thresholds": run, **cols})
 
 
 @router.get("/candidates", summary="Transient candidates, newest first")
@@ -277,7 +287,9 @@ def candidates(request: Request, conn: Conn, format: FormatQ = "html", page: Pag
                kind: Annotated[str | None, Query(pattern="^(new|variable)$")] = None
                ) -> Response:
     result = queries.candidates(conn, page, per_page, sort, order, kind)
-    return render(request, format, "candidates.html", result.as_json(), result.rows,
+    data = {**result.as_json(), "thresholds": runinfo.thresholds(conn),
+            "significance": SIGNIFICANCE}
+    return render(request, format, "candidates.html", data, result.rows,
                   "candidates", page=result, sorts=list(queries.CANDIDATE_SORTS), kind=kind)
 
 
