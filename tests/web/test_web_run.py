@@ -17,7 +17,6 @@ from trapline.cli import main
 from trapline.pipeline.config import VariabilitySection
 
 
-
 def _db_file(url: str) -> str:
     return url.removeprefix("sqlite:///")
 

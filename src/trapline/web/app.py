@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from trapline.storage.engine import describe, make_engine, normalise_url
+from trapline.web import errors
 from trapline.web.formats import SuffixFormatMiddleware
 
 HERE = Path(__file__).parent
@@ -101,6 +102,7 @@ def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool 
     if js is not None:
         app.mount("/vendor", StaticFiles(directory=str(js.parent)), name="vendor")
     app.state.has_plotly = js is not None
+    errors.install(app)
     app.add_middleware(SuffixFormatMiddleware)
     app.include_router(views.router)
     return app

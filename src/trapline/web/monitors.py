@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from trapline.storage import models
 from trapline.web import queries
+from trapline.web.errors import validation_details
 from trapline.web.formats import Format, json_response
 
 router = APIRouter()
@@ -61,12 +62,17 @@ async def _body(request: Request) -> tuple[dict[str, Any], bool]:
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"))), True
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, "body must be JSON or an urlencoded form") from None
+        data = json.loads(raw or b"null", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, f"body must be JSON or an urlencoded form: {exc}") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "body must be a JSON object")
     return data, False
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (Python's parser accepts them): refuse them."""
+    raise ValueError(f"{name} is not a valid JSON number")
 
 
 def _back(message: str, error: bool = False) -> RedirectResponse:
@@ -113,7 +119,7 @@ async def add_monitor(request: Request) -> Response:
         if is_form:
             return _back("invalid position: " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), True)
-        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+        raise HTTPException(422, validation_details(exc.errors())) from None
     if entry.source_id is not None and not _source_exists(request, entry.source_id):
         if is_form:
             return _back(f"no source {entry.source_id}", True)
