@@ -15,9 +15,10 @@ from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 
+from trapline.positions import NUMBER, parse_angle, parse_position
 from trapline.storage import models
 from trapline.web import queries
 from trapline.web.errors import validation_details
@@ -27,12 +28,29 @@ router = APIRouter()
 
 
 class MonitorIn(BaseModel):
-    """A position to add to the monitoring list."""
+    """A position to add to the monitoring list: ``ra`` and ``dec`` in degrees or as
+    sexagesimal text (RA in hours), or the whole ``position`` as one text (degrees,
+    sexagesimal or a J-name, see :mod:`trapline.positions`)."""
 
     name: str = Field(min_length=1, max_length=200)
     ra: float = Field(ge=0, lt=360, allow_inf_nan=False, description="deg")
     dec: float = Field(ge=-90, le=90, allow_inf_nan=False, description="deg")
     source_id: int | None = Field(default=None, ge=0, le=2**62)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, data: Any) -> Any:
+        """Read a typed ``position`` or sexagesimal ``ra``/``dec`` into degrees."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        position = data.pop("position", None)
+        if position:
+            data["ra"], data["dec"] = parse_position(str(position))
+        for axis in ("ra", "dec"):
+            if isinstance(data.get(axis), str) and not NUMBER.match(data[axis].strip()):
+                data[axis] = parse_angle(data[axis], axis)
+        return data
 
 
 def _given_token(request: Request, form: dict[str, str]) -> str | None:

@@ -16,6 +16,7 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from sqlalchemy import Connection
 
+from trapline.positions import PositionError, parse_angle, parse_position, sexagesimal
 from trapline.storage import export, runinfo
 from trapline.storage.export import SIGNIFICANCE
 from trapline.web import pictures, queries
@@ -75,8 +76,8 @@ def _arcsec(value: Any) -> str:
 
 def template_filters() -> dict[str, Any]:
     """Jinja2 filters: numbers, arc seconds, JSON for inline scripts."""
-    return {"num": _num, "arcsec": _arcsec,
-            "tojs": _tojs}
+    return {"num": _num, "arcsec": _arcsec, "tojs": _tojs,
+            "sexa": lambda ra, dec: "–" if ra is None or dec is None else sexagesimal(ra, dec)}
 
 
 def _tojs(value: Any) -> Markup:
@@ -164,6 +165,30 @@ def thumbnail(conn: Conn, image_id: IdPath,
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
+RaQ = Annotated[str | None, Query(max_length=40, description=(
+    "RA: degrees or sexagesimal hours (10:00:06)"))]
+DecQ = Annotated[str | None, Query(max_length=40, description=(
+    "Dec: degrees or sexagesimal (+30:12:00)"))]
+PosQ = Annotated[str | None, Query(max_length=80, description=(
+    "the whole position instead of ra and dec: degrees, sexagesimal or a J-name"))]
+
+
+def typed_position(ra: str | None, dec: str | None,
+                   pos: str | None) -> tuple[float, float] | None:
+    """(ra, dec) in degrees from the typed ``pos`` or ``ra`` and ``dec`` (any form of
+    :mod:`trapline.positions`), None when not given; 422 when unreadable."""
+    try:
+        if pos:
+            return parse_position(pos)
+        if ra and dec:
+            return parse_angle(ra, "ra"), parse_angle(dec, "dec")
+    except PositionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if ra or dec:
+        raise HTTPException(422, "give both ra and dec, or the whole position as pos")
+    return None
+
+
 def source_filter(
     band: BandQ = None,
     flux_min: Annotated[float | None, finite(description="mean int. flux >= (Jy)")] = None,
@@ -173,13 +198,13 @@ def source_filter(
     v_min: Annotated[float | None, finite()] = None,
     v_max: Annotated[float | None, finite()] = None,
     n_min: Annotated[int | None, Query(ge=0, le=10**9)] = None,
-    ra: Annotated[float | None, finite(ge=-360, le=720)] = None,
-    dec: Annotated[float | None, finite(ge=-90, le=90)] = None,
+    ra: RaQ = None, dec: DecQ = None, pos: PosQ = None,
     radius: Annotated[float | None, finite(gt=0, le=180, description="deg")] = None,
 ) -> queries.SourceFilter:
     """The sources-list filters from the query string."""
+    ra_deg, dec_deg = typed_position(ra, dec, pos) or (None, None)
     return queries.SourceFilter(band, flux_min, flux_max, eta_min, eta_max, v_min, v_max,
-                                n_min, ra, dec, radius)
+                                n_min, ra_deg, dec_deg, radius)
 
 
 @router.get("/sources", summary="Sources per band with variability, filtered and sorted")
@@ -294,11 +319,11 @@ def candidates(request: Request, conn: Conn, format: FormatQ = "html", page: Pag
 
 
 @router.get("/cone", summary="Sources within a radius of a position (HEALPix index)")
-def cone(request: Request, conn: Conn, format: FormatQ = "html",
-         ra: Annotated[float | None, finite(ge=-360, le=720, description="deg")] = None,
-         dec: Annotated[float | None, finite(ge=-90, le=90, description="deg")] = None,
+def cone(request: Request, conn: Conn, format: FormatQ = "html", ra: RaQ = None,
+         dec: DecQ = None, pos: PosQ = None,
          radius: Annotated[float, finite(gt=0, le=10, description="deg")] = 0.1) -> Response:
     rows: list[dict[str, Any]] = []
+    ra, dec = typed_position(ra, dec, pos) or (None, None)
     if ra is not None and dec is not None:
         frame = export.cone(conn, ra, dec, radius)
         rows = [{k: queries.clean(v) for k, v in r.items()}
@@ -307,7 +332,8 @@ def cone(request: Request, conn: Conn, format: FormatQ = "html",
             for key, value in r.items():
                 if value is not None and type(value).__name__ == "NAType":
                     r[key] = None
-    data = {"ra": ra, "dec": dec, "radius": radius, "rows": rows, "total": len(rows)}
+    data = {"ra": ra, "dec": dec, "radius": radius, "rows": rows, "total": len(rows),
+            "position": sexagesimal(ra, dec) if ra is not None else None}
     return render(request, format, "cone.html", data, rows, "cone")
 
 
