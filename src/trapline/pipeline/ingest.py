@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,8 @@ IMAGE_SUFFIXES = (".fits", ".fit", ".fts", ".image")
 
 
 def find_images(inputs: Iterable[str]) -> list[str]:
-    """Expand files, folders (searched recursively) and glob patterns into image paths.
+    """Expand files, folders (searched recursively) and glob patterns into absolute
+    image paths.
 
     CASA images are directories ending in ``.image`` (or holding a ``table.dat``).
     Raises TraplineError for an input that matches nothing.
@@ -38,7 +40,8 @@ def find_images(inputs: Iterable[str]) -> list[str]:
         if not matches:
             raise TraplineError(f"no images found at {item!r}")
         found.extend(matches)
-    return list(dict.fromkeys(found))  # keep order, drop repeats
+    # absolute, so the stored paths still name the files from another folder (web)
+    return list(dict.fromkeys(os.path.abspath(f) for f in found))  # keep order, no repeats
 
 
 def _is_casa(path: Path) -> bool:

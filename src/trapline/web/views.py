@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -112,6 +113,23 @@ def render(request: Request, fmt: str, template: str, data: dict[str, Any],
     return request.app.state.templates.TemplateResponse(request, template, ctx)
 
 
+def image_file(request: Request, stored: str | None) -> str | None:
+    """The file of a stored image path: absolute as stored, or (older databases kept
+    paths relative to the folder the run started in) under ``--image-root``."""
+    root = request.app.state.settings.image_root
+    if stored is None or root is None or os.path.isabs(stored):
+        return stored
+    return os.path.join(root, stored)
+
+
+def drawn(draw, *args: Any) -> bytes | None:
+    """A picture from :mod:`trapline.web.pictures`; 503 while too many are drawn."""
+    try:
+        return draw(*args)
+    except pictures.Busy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "2"}) from None
+
+
 def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what} not found")
 
@@ -154,12 +172,12 @@ def image(request: Request, conn: Conn, image_id: IdPath, format: FormatQ = "htm
 
 @router.get("/images/{image_id}/thumbnail.png", summary="PNG of the image, sources circled",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def thumbnail(conn: Conn, image_id: IdPath,
+def thumbnail(request: Request, conn: Conn, image_id: IdPath,
               size: Annotated[int, Query(ge=64, le=2048)] = 512) -> Response:
-    path = queries.image_path(conn, image_id)
+    path = image_file(request, queries.image_path(conn, image_id))
     if path is None:
         raise not_found(f"image {image_id}")
-    png = pictures.thumbnail(path, queries.image_positions(conn, image_id), size)
+    png = drawn(pictures.thumbnail, path, queries.image_positions(conn, image_id), size)
     if png is None:
         raise not_found(f"picture of image {image_id} (file unreadable or Pillow missing)")
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
@@ -249,6 +267,7 @@ def source(request: Request, conn: Conn, source_id: IdPath, format: FormatQ = "h
     data = {"source": found, "lightcurve": points, "resolutions": queries.resolutions(
         conn, source_id), "resolution": resolution, "measurements": meas.as_json(),
         "cutouts": [{"image_id": c["image_id"], "band": c["band"], "time": c["time"],
+                     "kind": c["kind"], "peak_flux": c["peak_flux"], "labels": c["labels"],
                      "url": f"/sources/{source_id}/cutout/{c['image_id']}.png"}
                     for c in cutouts]}
     return render(request, format, "source.html", data, meas.rows, f"source{source_id}",
@@ -274,12 +293,13 @@ def source_lightcurve(request: Request, conn: Conn, source_id: IdPath, format: F
 @router.get("/sources/{source_id}/cutout/{image_id}.png", response_class=Response,
             summary="PNG cutout of an image around a source",
             responses={200: {"content": {"image/png": {}}}})
-def source_cutout(conn: Conn, source_id: IdPath, image_id: IdPath) -> Response:
+def source_cutout(request: Request, conn: Conn, source_id: IdPath,
+                  image_id: IdPath) -> Response:
     position = queries.source_position(conn, source_id)
-    path = queries.image_path(conn, image_id)
+    path = image_file(request, queries.image_path(conn, image_id))
     if position is None or path is None:
         raise not_found("source or image")
-    png = pictures.cutout(path, *position)
+    png = drawn(pictures.cutout, path, *position)
     if png is None:
         raise not_found("cutout (file unreadable, position off the image or Pillow missing)")
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
