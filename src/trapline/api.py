@@ -7,9 +7,12 @@ Reading never changes the database.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 
-from trapline.storage import export
+from trapline.pipeline.config import PipelineConfig
+from trapline.storage import export, runinfo
 from trapline.storage.engine import describe, make_engine, normalise_url
 
 __all__ = ["Run", "open"]
@@ -56,8 +59,35 @@ class Run:
         return self._read(export.read, "variability")
 
     def candidates(self) -> pd.DataFrame:
-        """Transient candidates: kind 'new' or 'variable', their level and significance."""
+        """Transient candidates: kind 'new' or 'variable', their level and significance
+        (see :data:`trapline.storage.export.SIGNIFICANCE`)."""
         return self._read(export.read, "candidates")
+
+    def config(self) -> PipelineConfig:
+        """The configuration the run was made with (the defaults when none is stored)."""
+        return self._read(runinfo.run_config)[0]
+
+    def thresholds(self) -> dict[str, Any]:
+        """The run's variability thresholds: ``eta_threshold``, ``v_threshold``,
+        ``min_points`` and ``from_run`` (False: defaults, no configuration stored)."""
+        return self._read(runinfo.thresholds)
+
+    def variables(self, eta: float | None = None, v: float | None = None) -> pd.DataFrame:
+        """Variability rows above both thresholds with at least the run's minimum
+        number of points, as the pipeline flags variables; ``eta`` and ``v`` default to
+        the run's thresholds."""
+        limits = self.thresholds()
+        eta = limits["eta_threshold"] if eta is None else eta
+        v = limits["v_threshold"] if v is None else v
+        frame = self.variability()
+        keep = ((frame.eta_int > eta) & (frame.v_int > v)
+                & (frame.n >= limits["min_points"]))
+        return frame[keep].reset_index(drop=True)
+
+    def bins(self) -> pd.DataFrame:
+        """The compacted lightcurve bins (after ``trapline compact``): one row per
+        source, band and time bin."""
+        return self._read(export.read, "bins")
 
     def lightcurve(self, source_id: int, band: int | None = None,
                    resolution: float | None = None) -> pd.DataFrame:

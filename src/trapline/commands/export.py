@@ -10,17 +10,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from trapline.errors import TraplineError
+from trapline.storage.export import EXPORTS
 
 if TYPE_CHECKING:
     import pandas as pd
 
-HELP = "Export a stored table (images, sources, measurements, variability, candidates)."
-
-TABLES = ["images", "sources", "measurements", "variability", "candidates"]
+HELP = f"Export a stored table ({', '.join(EXPORTS)})."
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=TABLES, help="table to export")
+    p.add_argument("table", choices=EXPORTS, help="table to export (bins: the lightcurve bins of "
+                   "`trapline compact`)")
     p.add_argument(
         "--db",
         metavar="URL",

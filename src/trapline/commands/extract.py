@@ -9,6 +9,7 @@ import numpy as np
 
 from trapline.errors import ImageError
 from trapline.image import Beam
+from trapline.positions import PositionError, parse_position
 
 HELP = "Extract sources from an image (FITS or CASA) and print them as CSV or JSON."
 
@@ -47,10 +48,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--forced",
-        metavar="RA,DEC",
+        metavar="POSITION",
         action="append",
         default=[],
-        help="also force-fit at this position (deg); repeatable",
+        help="also force-fit at this position: RA,DEC in degrees, sexagesimal "
+             "('10:00:06 +30:12:00', RA in hours) or a J-name (J100006.0+301200); repeatable",
     )
     p.add_argument("--format", choices=["csv", "json"], default="csv", help="output format")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
@@ -125,9 +127,9 @@ def _parse_positions(items: list[str]) -> tuple[np.ndarray, np.ndarray]:
     ra, dec = [], []
     for item in items:
         try:
-            a, b = (float(v) for v in item.split(","))
-        except ValueError as exc:
-            raise ImageError("usage", f"--forced takes RA,DEC in degrees, got {item!r}") from exc
+            a, b = parse_position(item)
+        except PositionError as exc:
+            raise ImageError("usage", f"--forced: {exc}") from exc
         ra.append(a)
         dec.append(b)
     return np.array(ra), np.array(dec)

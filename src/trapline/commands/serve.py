@@ -20,6 +20,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--token", default=None,
                    help="token needed to change the monitoring list (default: the "
                         "TRAPLINE_TOKEN environment variable; none: read only)")
+    p.add_argument("--image-root", metavar="FOLDER", default=None,
+                   help="folder that relative image paths start from (databases written "
+                        "before paths were stored absolute: the folder the run started in)")
     p.add_argument("--log-level", default="info",
                    choices=["critical", "error", "warning", "info", "debug"],
                    help="server log level (default info)")
@@ -37,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     from trapline.storage import default_url
 
     token = args.token or os.environ.get("TRAPLINE_TOKEN") or None
-    app = create_app(args.db or default_url(), token, use_env_token=False)
+    app = create_app(args.db or default_url(), token, use_env_token=False,
+                     image_root=args.image_root)
     where = f"http://{args.host}:{args.port}/"
     writes = "monitoring list writable with the token" if token else "read only (no token)"
     print(f"trapline serve: {where} ({writes})", file=sys.stderr)

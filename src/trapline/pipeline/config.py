@@ -57,7 +57,7 @@ class AssociationSection:
 class ForcedSection:
     max_misses: int = 50
     monitor_file: str = ""
-    monitor: list[list[float]] = field(default_factory=list)
+    monitor: list[list[float | str] | str] = field(default_factory=list)
 
 
 @dataclass
@@ -128,7 +128,9 @@ HELP: dict[str, dict[str, str]] = {
     "forced": {
         "max_misses": "stop forced fits of a source after this many consecutive misses in a band",
         "monitor_file": "CSV with ra,dec[,name] columns: positions measured in every image",
-        "monitor": "positions [[ra, dec], ...] (deg) measured in every image",
+        "monitor": "positions measured in every image: [[ra, dec], ...] or [ra, dec, name] "
+                   "(deg, or sexagesimal text, RA in hours), or texts such as "
+                   "\"J100006.0+301200\" or \"10:00:06 +30:12:00\"",
     },
     "new_source": {
         "margin_sigma": "a new source must exceed the earlier limit by this many rms",
@@ -267,8 +269,9 @@ def _check(c: PipelineConfig) -> None:
          "[association] systematic position errors must be >= 0")
     need(c.forced.max_misses >= 0, "[forced] max_misses must be >= 0")
     for pos in c.forced.monitor:
-        need(isinstance(pos, list) and len(pos) in (2, 3),
-             "[forced] monitor entries must be [ra, dec] or [ra, dec, name]")
+        need(isinstance(pos, str) or (isinstance(pos, list) and len(pos) in (2, 3)),
+             "[forced] monitor entries must be [ra, dec], [ra, dec, name] or a position "
+             "text such as \"J100006.0+301200\"")
     nside = c.new_source.depth_nside
     need(nside == 0 or (nside & (nside - 1) == 0 and nside <= 2**20),
          "[new_source] depth_nside must be 0 (automatic) or a power of two")

@@ -6,6 +6,7 @@ import glob
 import hashlib
 import logging
 import math
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def find_images(inputs: Iterable[str]) -> list[str]:
-    """Expand files, folders (searched recursively) and glob patterns into image paths.
+    """Expand files, folders (searched recursively) and glob patterns into absolute
+    image paths.
 
     CASA images are directories ending in ``.image`` (or holding a ``table.dat``).
     A symlink loop is skipped with a warning. Raises TraplineError for an input that
@@ -51,7 +53,8 @@ def find_images(inputs: Iterable[str]) -> list[str]:
         if not matches:
             raise TraplineError(f"no images found at {item!r}")
         found.extend(matches)
-    return list(dict.fromkeys(found))  # keep order, drop repeats
+    # absolute, so the stored paths still name the files from another folder (web)
+    return list(dict.fromkeys(os.path.abspath(f) for f in found))  # keep order, no repeats
 
 
 def _is_loop(path: Path, warn: bool = True) -> bool:

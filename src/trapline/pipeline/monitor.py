@@ -7,6 +7,7 @@ from pathlib import Path
 
 from trapline.errors import ConfigError
 from trapline.pipeline.config import ForcedSection
+from trapline.positions import PositionError, parse_angle, parse_position
 
 
 def monitor_positions(forced: ForcedSection) -> list[tuple[float, float, str]]:
@@ -14,8 +15,15 @@ def monitor_positions(forced: ForcedSection) -> list[tuple[float, float, str]]:
     CSV file ``monitor_file`` (columns ra, dec and optionally name; degrees)."""
     out = []
     for entry in forced.monitor:
-        name = str(entry[2]) if len(entry) > 2 else f"monitor {entry[0]:.5f} {entry[1]:+.5f}"
-        out.append((float(entry[0]), float(entry[1]), name))
+        try:  # degrees, sexagesimal text or one position text (trapline.positions)
+            if isinstance(entry, str):
+                (ra, dec), name = parse_position(entry), entry
+            else:
+                ra, dec = parse_angle(entry[0], "ra"), parse_angle(entry[1], "dec")
+                name = str(entry[2]) if len(entry) > 2 else f"monitor {ra:.5f} {dec:+.5f}"
+        except PositionError as exc:
+            raise ConfigError(f"[forced] monitor: {exc}") from exc
+        out.append((ra, dec, name))
     if forced.monitor_file:
         path = Path(forced.monitor_file)
         try:

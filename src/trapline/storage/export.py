@@ -52,8 +52,25 @@ VARIABILITY_COLUMNS = [
     "source_id", "band", "n", "eta_int", "v_int", "eta_peak", "v_peak", "max_snr",
 ]  # fmt: skip
 CANDIDATE_COLUMNS = ["source_id", "kind", "level", "time", "image_id", "significance"]
+# What a candidate's ``significance`` (dimensionless) means, per kind (see
+# pipeline/newsource.py and pipeline/variability.py); ``flux`` is the detection's
+# peak (new, Jy/beam) or the mean integrated flux (variable, Jy), ``limit`` the best
+# earlier detection limit at the position (new, Jy/beam).
+SIGNIFICANCE = {
+    "new": "peak flux over the rms of the best earlier detection limit at the position "
+           "(the peak in units of the noise of the deepest earlier image there)",
+    "variable": "eta_int over the eta threshold of the run, when the source was flagged "
+                "(above 1 then, and V was over its threshold too)",
+}
 MONITOR_COLUMNS = ["monitor_id", "name", "ra", "dec", "source_id", "added"]
 FORK_COLUMNS = ["source_id", "parent_id", "image_id", "time"]
+# Compacted lightcurve bins: the bin (mean time, resolution_s wide, from bin_start) with
+# its inverse-variance weighted mean fluxes and their errors (Jy, Jy/beam), then the
+# stored sums from which bins recombine exactly (see storage/lightcurves.py).
+BIN_COLUMNS = [
+    "source_id", "band", "resolution_s", "bin_start", "time", "n", "n_blind", "n_forced",
+    "n_monitor", "int_flux", "int_flux_err", "peak_flux", "peak_flux_err",
+]  # fmt: skip
 
 
 def iso_utc(mjd: pd.Series | np.ndarray) -> pd.Series:
@@ -75,9 +92,12 @@ class Export:
     query: Callable[[], Select]
     columns: list[str]
     times: dict[str, str]  # output time column -> MJD column
+    derive: Callable[[pd.DataFrame], None] | None = None  # adds computed columns
 
     def finish(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Add the ISO time columns and put the leading columns first."""
+        """Add the derived and ISO time columns and put the leading columns first."""
+        if self.derive is not None:
+            self.derive(frame)
         for name, mjd in self.times.items():
             frame[name] = iso_utc(frame[mjd])
         rest = [c for c in frame.columns if c not in self.columns]
@@ -132,6 +152,21 @@ def _forks() -> Select:
             .join(I, I.image_id == f.image_id).order_by(f.source_id))
 
 
+def _bins() -> Select:
+    b = models.LightcurveBin
+    return select(*b.__table__.columns).order_by(b.source_id, b.band, b.resolution_s,
+                                                 b.bin_start_mjd)
+
+
+def _bin_values(frame: pd.DataFrame) -> None:
+    """A bin's mean time (MJD) and weighted mean fluxes with their errors."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frame["time_mjd"] = frame.st_mjd / frame.n
+        for kind in ("int", "peak"):
+            frame[f"{kind}_flux"] = frame[f"swf_{kind}"] / frame[f"sw_{kind}"]
+            frame[f"{kind}_flux_err"] = 1 / np.sqrt(frame[f"sw_{kind}"])
+
+
 TABLES: dict[str, Export] = {
     "images": Export(_images, IMAGE_COLUMNS, {"time": "time_mjd"}),
     "sources": Export(
@@ -141,10 +176,12 @@ TABLES: dict[str, Export] = {
     "variability": Export(_variability, VARIABILITY_COLUMNS, {}),
     "candidates": Export(_candidates, CANDIDATE_COLUMNS, {"time": "time_mjd"}),
     "monitors": Export(_monitors, MONITOR_COLUMNS, {"added": "added_mjd"}),
+    "bins": Export(_bins, BIN_COLUMNS, {"bin_start": "bin_start_mjd", "time": "time_mjd"},
+                   _bin_values),
     # One-to-many splits: lightcurve source_id forked from parent_id in image image_id.
     "forks": Export(_forks, FORK_COLUMNS, {"time": "time_mjd"}),
 }
-EXPORTS = ["images", "sources", "measurements", "variability", "candidates", "forks"]
+EXPORTS = list(TABLES)  # the tables of `trapline export`, /download and the notebook API
 
 
 def _column(values: Sequence, type_, nullable: bool):

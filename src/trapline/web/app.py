@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from trapline.storage.engine import describe, make_engine, normalise_url
+from trapline.web import errors
 from trapline.web.formats import SuffixFormatMiddleware
 
 HERE = Path(__file__).parent
@@ -35,6 +36,7 @@ class Settings:
     url: URL
     engine: Engine
     token: str | None
+    image_root: str | None = None  # where relative stored image paths start
     title: str = "Trapline"
     _store: object | None = None
 
@@ -62,8 +64,12 @@ def plotly_js() -> Path | None:
     return path if path.exists() else None
 
 
-def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool = True) -> FastAPI:
+def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool = True,
+               image_root: str | Path | None = None) -> FastAPI:
     """The web application on the run at ``url`` (SQLAlchemy URL or SQLite file).
+
+    ``image_root``: the folder relative image paths of older databases start from
+    (the folder the run was started in); absolute paths are used as stored.
 
     ``token``: needed for writes (monitoring list); None falls back to the environment
     variable ``TRAPLINE_TOKEN`` (unless ``use_env_token`` is False); without a token
@@ -73,7 +79,8 @@ def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool 
     if token is None and use_env_token:
         token = os.environ.get(TOKEN_ENV) or None
     url = normalise_url(url)
-    settings = Settings(url=url, engine=make_engine(url, must_exist=True), token=token)
+    settings = Settings(url=url, engine=make_engine(url, must_exist=True), token=token,
+                        image_root=str(image_root) if image_root is not None else None)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -101,6 +108,7 @@ def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool 
     if js is not None:
         app.mount("/vendor", StaticFiles(directory=str(js.parent)), name="vendor")
     app.state.has_plotly = js is not None
+    errors.install(app)
     app.add_middleware(SuffixFormatMiddleware)
     app.include_router(views.router)
     return app

@@ -15,23 +15,42 @@ from urllib.parse import parse_qsl, quote
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from sqlalchemy import select
 
+from trapline.positions import NUMBER, parse_angle, parse_position
 from trapline.storage import models
 from trapline.web import queries
+from trapline.web.errors import validation_details
 from trapline.web.formats import Format, json_response
 
 router = APIRouter()
 
 
 class MonitorIn(BaseModel):
-    """A position to add to the monitoring list."""
+    """A position to add to the monitoring list: ``ra`` and ``dec`` in degrees or as
+    sexagesimal text (RA in hours), or the whole ``position`` as one text (degrees,
+    sexagesimal or a J-name, see :mod:`trapline.positions`)."""
 
     name: str = Field(min_length=1, max_length=200)
     ra: float = Field(ge=0, lt=360, allow_inf_nan=False, description="deg")
     dec: float = Field(ge=-90, le=90, allow_inf_nan=False, description="deg")
     source_id: int | None = Field(default=None, ge=0, le=2**62)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _typed(cls, data: Any) -> Any:
+        """Read a typed ``position`` or sexagesimal ``ra``/``dec`` into degrees."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        position = data.pop("position", None)
+        if position:
+            data["ra"], data["dec"] = parse_position(str(position))
+        for axis in ("ra", "dec"):
+            if isinstance(data.get(axis), str) and not NUMBER.match(data[axis].strip()):
+                data[axis] = parse_angle(data[axis], axis)
+        return data
 
 
 def _given_token(request: Request, form: dict[str, str]) -> str | None:
@@ -61,12 +80,17 @@ async def _body(request: Request) -> tuple[dict[str, Any], bool]:
     if kind == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"))), True
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise HTTPException(422, "body must be JSON or an urlencoded form") from None
+        data = json.loads(raw or b"null", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HTTPException(422, f"body must be JSON or an urlencoded form: {exc}") from None
     if not isinstance(data, dict):
         raise HTTPException(422, "body must be a JSON object")
     return data, False
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON (Python's parser accepts them): refuse them."""
+    raise ValueError(f"{name} is not a valid JSON number")
 
 
 def _back(message: str, error: bool = False) -> RedirectResponse:
@@ -113,7 +137,7 @@ async def add_monitor(request: Request) -> Response:
         if is_form:
             return _back("invalid position: " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), True)
-        raise HTTPException(422, json.loads(exc.json(include_url=False))) from None
+        raise HTTPException(422, validation_details(exc.errors())) from None
     if entry.source_id is not None and not _source_exists(request, entry.source_id):
         if is_form:
             return _back(f"no source {entry.source_id}", True)

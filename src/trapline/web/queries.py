@@ -323,12 +323,22 @@ def resolutions(conn: Connection, source_id: int) -> list[float]:
     return sorted(float(r) for (r,) in conn.execute(stmt))
 
 
-def cutout_images(conn: Connection, source_id: int, limit: int = 6) -> list[dict]:
-    """The newest images a source was measured in (candidates for cutouts)."""
-    stmt = (select(M.image_id, M.band, M.kind, M.time_mjd, M.int_flux, I.path)
-            .join(I, I.image_id == M.image_id).where(M.source_id == source_id)
-            .order_by(M.time_mjd.desc()).limit(limit))
-    return _rows(conn, stmt, ["time_mjd"])
+def cutout_images(conn: Connection, source_id: int, newest: int = 4) -> list[dict]:
+    """The images to vet a source in, each with its ``labels``: its first detection
+    (earliest blind measurement), its peak (brightest measurement, peak flux) and the
+    ``newest`` images it was measured in; an image with several roles is listed once."""
+    base = (select(M.image_id, M.band, M.kind, M.time_mjd, M.peak_flux, M.int_flux, I.path)
+            .join(I, I.image_id == M.image_id).where(M.source_id == source_id))
+    picks = [
+        ("first detection", base.where(M.kind == "blind").order_by(M.time_mjd, M.band).limit(1)),
+        ("peak", base.where(M.peak_flux.is_not(None)).order_by(M.peak_flux.desc()).limit(1)),
+        ("newest", base.order_by(M.time_mjd.desc(), M.band).limit(newest)),
+    ]
+    out: dict[int, dict] = {}
+    for label, stmt in picks:
+        for row in _rows(conn, stmt, ["time_mjd"]):
+            out.setdefault(row["image_id"], {**row, "labels": []})["labels"].append(label)
+    return sorted(out.values(), key=lambda r: (r["time_mjd"] is None, r["time_mjd"]))
 
 
 def source_position(conn: Connection, source_id: int) -> tuple[float, float] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -16,7 +17,9 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from sqlalchemy import Connection
 
-from trapline.storage import export
+from trapline.positions import PositionError, parse_angle, parse_position, sexagesimal
+from trapline.storage import export, runinfo
+from trapline.storage.export import SIGNIFICANCE
 from trapline.web import pictures, queries
 from trapline.web.formats import Format, csv_response, json_response, suffixed, with_query
 from trapline.web.monitors import router as monitors_router
@@ -43,7 +46,7 @@ NAV = [
     ("/api", "API"),
 ]  # fmt: skip
 
-TABLE_DOWNLOADS = ["images", "sources", "measurements", "variability", "candidates", "monitors"]
+TABLE_DOWNLOADS = export.EXPORTS
 
 
 def template_globals(settings) -> dict[str, Any]:
@@ -74,8 +77,8 @@ def _arcsec(value: Any) -> str:
 
 def template_filters() -> dict[str, Any]:
     """Jinja2 filters: numbers, arc seconds, JSON for inline scripts."""
-    return {"num": _num, "arcsec": _arcsec,
-            "tojs": _tojs}
+    return {"num": _num, "arcsec": _arcsec, "tojs": _tojs,
+            "sexa": lambda ra, dec: "–" if ra is None or dec is None else sexagesimal(ra, dec)}
 
 
 def _tojs(value: Any) -> Markup:
@@ -110,6 +113,23 @@ def render(request: Request, fmt: str, template: str, data: dict[str, Any],
     return request.app.state.templates.TemplateResponse(request, template, ctx)
 
 
+def image_file(request: Request, stored: str | None) -> str | None:
+    """The file of a stored image path: absolute as stored, or (older databases kept
+    paths relative to the folder the run started in) under ``--image-root``."""
+    root = request.app.state.settings.image_root
+    if stored is None or root is None or os.path.isabs(stored):
+        return stored
+    return os.path.join(root, stored)
+
+
+def drawn(draw, *args: Any) -> bytes | None:
+    """A picture from :mod:`trapline.web.pictures`; 503 while too many are drawn."""
+    try:
+        return draw(*args)
+    except pictures.Busy as exc:
+        raise HTTPException(503, str(exc), headers={"Retry-After": "2"}) from None
+
+
 def not_found(what: str) -> HTTPException:
     return HTTPException(status_code=404, detail=f"{what} not found")
 
@@ -121,6 +141,9 @@ def not_found(what: str) -> HTTPException:
 @router.get("/index", include_in_schema=False)
 def overview(request: Request, conn: Conn, format: FormatQ = "html") -> Response:
     data = queries.overview(conn)
+    config, stored = runinfo.run_config(conn)
+    data["run"] = {"version": runinfo.software_version(), "config": config.to_dict(),
+                   "config_stored": stored, "processing": runinfo.processing(conn)}
     return render(request, format, "overview.html", data, data["recent_images"], "images")
 
 
@@ -149,15 +172,39 @@ def image(request: Request, conn: Conn, image_id: IdPath, format: FormatQ = "htm
 
 @router.get("/images/{image_id}/thumbnail.png", summary="PNG of the image, sources circled",
             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-def thumbnail(conn: Conn, image_id: IdPath,
+def thumbnail(request: Request, conn: Conn, image_id: IdPath,
               size: Annotated[int, Query(ge=64, le=2048)] = 512) -> Response:
-    path = queries.image_path(conn, image_id)
+    path = image_file(request, queries.image_path(conn, image_id))
     if path is None:
         raise not_found(f"image {image_id}")
-    png = pictures.thumbnail(path, queries.image_positions(conn, image_id), size)
+    png = drawn(pictures.thumbnail, path, queries.image_positions(conn, image_id), size)
     if png is None:
         raise not_found(f"picture of image {image_id} (file unreadable or Pillow missing)")
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+RaQ = Annotated[str | None, Query(max_length=40, description=(
+    "RA: degrees or sexagesimal hours (10:00:06)"))]
+DecQ = Annotated[str | None, Query(max_length=40, description=(
+    "Dec: degrees or sexagesimal (+30:12:00)"))]
+PosQ = Annotated[str | None, Query(max_length=80, description=(
+    "the whole position instead of ra and dec: degrees, sexagesimal or a J-name"))]
+
+
+def typed_position(ra: str | None, dec: str | None,
+                   pos: str | None) -> tuple[float, float] | None:
+    """(ra, dec) in degrees from the typed ``pos`` or ``ra`` and ``dec`` (any form of
+    :mod:`trapline.positions`), None when not given; 422 when unreadable."""
+    try:
+        if pos:
+            return parse_position(pos)
+        if ra and dec:
+            return parse_angle(ra, "ra"), parse_angle(dec, "dec")
+    except PositionError as exc:
+        raise HTTPException(422, str(exc)) from None
+    if ra or dec:
+        raise HTTPException(422, "give both ra and dec, or the whole position as pos")
+    return None
 
 
 def source_filter(
@@ -169,13 +216,13 @@ def source_filter(
     v_min: Annotated[float | None, finite()] = None,
     v_max: Annotated[float | None, finite()] = None,
     n_min: Annotated[int | None, Query(ge=0, le=10**9)] = None,
-    ra: Annotated[float | None, finite(ge=-360, le=720)] = None,
-    dec: Annotated[float | None, finite(ge=-90, le=90)] = None,
+    ra: RaQ = None, dec: DecQ = None, pos: PosQ = None,
     radius: Annotated[float | None, finite(gt=0, le=180, description="deg")] = None,
 ) -> queries.SourceFilter:
     """The sources-list filters from the query string."""
+    ra_deg, dec_deg = typed_position(ra, dec, pos) or (None, None)
     return queries.SourceFilter(band, flux_min, flux_max, eta_min, eta_max, v_min, v_max,
-                                n_min, ra, dec, radius)
+                                n_min, ra_deg, dec_deg, radius)
 
 
 @router.get("/sources", summary="Sources per band with variability, filtered and sorted")
@@ -220,6 +267,7 @@ def source(request: Request, conn: Conn, source_id: IdPath, format: FormatQ = "h
     data = {"source": found, "lightcurve": points, "resolutions": queries.resolutions(
         conn, source_id), "resolution": resolution, "measurements": meas.as_json(),
         "cutouts": [{"image_id": c["image_id"], "band": c["band"], "time": c["time"],
+                     "kind": c["kind"], "peak_flux": c["peak_flux"], "labels": c["labels"],
                      "url": f"/sources/{source_id}/cutout/{c['image_id']}.png"}
                     for c in cutouts]}
     return render(request, format, "source.html", data, meas.rows, f"source{source_id}",
@@ -245,12 +293,13 @@ def source_lightcurve(request: Request, conn: Conn, source_id: IdPath, format: F
 @router.get("/sources/{source_id}/cutout/{image_id}.png", response_class=Response,
             summary="PNG cutout of an image around a source",
             responses={200: {"content": {"image/png": {}}}})
-def source_cutout(conn: Conn, source_id: IdPath, image_id: IdPath) -> Response:
+def source_cutout(request: Request, conn: Conn, source_id: IdPath,
+                  image_id: IdPath) -> Response:
     position = queries.source_position(conn, source_id)
-    path = queries.image_path(conn, image_id)
+    path = image_file(request, queries.image_path(conn, image_id))
     if position is None or path is None:
         raise not_found("source or image")
-    png = pictures.cutout(path, *position)
+    png = drawn(pictures.cutout, path, *position)
     if png is None:
         raise not_found("cutout (file unreadable, position off the image or Pillow missing)")
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
@@ -258,17 +307,23 @@ def source_cutout(conn: Conn, source_id: IdPath, image_id: IdPath) -> Response:
 
 @router.get("/etav", summary="The eta-V diagnostic plane (integrated flux)")
 def etav(request: Request, conn: Conn, format: FormatQ = "html", band: BandQ = None,
-         eta: Annotated[float, finite(gt=0, le=1e12)] = 10.0,
-         v: Annotated[float, finite(gt=0, le=1e6)] = 0.3) -> Response:
+         eta: Annotated[float | None, finite(gt=0, le=1e12, description=(
+             "eta threshold (default: the run's)"))] = None,
+         v: Annotated[float | None, finite(gt=0, le=1e6, description=(
+             "V threshold (default: the run's)"))] = None) -> Response:
+    run = runinfo.thresholds(conn)
+    eta = run["eta_threshold"] if eta is None else eta
+    v = run["v_threshold"] if v is None else v
     if format == "html":  # the page fetches its points from the JSON twin
         return render(request, format, "etav.html", {}, None, bands=queries.bands(conn),
-                      band=band, eta=eta, v=v)
+                      band=band, eta=eta, v=v, run=run)
     cols = queries.etav(conn, band)
     if format == "csv":
         rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(),
                                                                          strict=True)]
         return csv_response(rows, "etav", list(cols))
-    return json_response({"band": band, "eta_threshold": eta, "v_threshold": v, **cols})
+    return json_response({"band": band, "eta_threshold": eta, "v_threshold": v,
+                          "run_thresholds": run, **cols})
 
 
 @router.get("/candidates", summary="Transient candidates, newest first")
@@ -277,16 +332,18 @@ def candidates(request: Request, conn: Conn, format: FormatQ = "html", page: Pag
                kind: Annotated[str | None, Query(pattern="^(new|variable)$")] = None
                ) -> Response:
     result = queries.candidates(conn, page, per_page, sort, order, kind)
-    return render(request, format, "candidates.html", result.as_json(), result.rows,
+    data = {**result.as_json(), "thresholds": runinfo.thresholds(conn),
+            "significance": SIGNIFICANCE}
+    return render(request, format, "candidates.html", data, result.rows,
                   "candidates", page=result, sorts=list(queries.CANDIDATE_SORTS), kind=kind)
 
 
 @router.get("/cone", summary="Sources within a radius of a position (HEALPix index)")
-def cone(request: Request, conn: Conn, format: FormatQ = "html",
-         ra: Annotated[float | None, finite(ge=-360, le=720, description="deg")] = None,
-         dec: Annotated[float | None, finite(ge=-90, le=90, description="deg")] = None,
+def cone(request: Request, conn: Conn, format: FormatQ = "html", ra: RaQ = None,
+         dec: DecQ = None, pos: PosQ = None,
          radius: Annotated[float, finite(gt=0, le=10, description="deg")] = 0.1) -> Response:
     rows: list[dict[str, Any]] = []
+    ra, dec = typed_position(ra, dec, pos) or (None, None)
     if ra is not None and dec is not None:
         frame = export.cone(conn, ra, dec, radius)
         rows = [{k: queries.clean(v) for k, v in r.items()}
@@ -295,7 +352,8 @@ def cone(request: Request, conn: Conn, format: FormatQ = "html",
             for key, value in r.items():
                 if value is not None and type(value).__name__ == "NAType":
                     r[key] = None
-    data = {"ra": ra, "dec": dec, "radius": radius, "rows": rows, "total": len(rows)}
+    data = {"ra": ra, "dec": dec, "radius": radius, "rows": rows, "total": len(rows),
+            "position": sexagesimal(ra, dec) if ra is not None else None}
     return render(request, format, "cone.html", data, rows, "cone")
 
 

@@ -82,15 +82,20 @@ const trapline = (() => {
     const params = () => {
       const q = new URLSearchParams();
       if (el("band").value !== "") q.set("band", el("band").value);
-      q.set("eta", el("eta").value || "10"); q.set("v", el("v").value || "0.3");
+      // an empty field: the server's default, the run's own threshold
+      if (el("eta").value !== "") q.set("eta", el("eta").value);
+      if (el("v").value !== "") q.set("v", el("v").value);
       return q;
     };
     const redraw = () => {
       if (!data) return;
-      const eta = Number(el("eta").value), v = Number(el("v").value);
+      const eta = el("eta").value === "" ? data.eta_threshold : Number(el("eta").value);
+      const v = el("v").value === "" ? data.v_threshold : Number(el("v").value);
+      const minPoints = data.run_thresholds.min_points;
       const above = [];
       const colours = data.eta.map((e, i) => {
-        const hit = e >= eta && data.v[i] >= v;
+        // as the pipeline flags variables: both strictly over, enough points
+        const hit = e > eta && data.v[i] > v && data.n[i] >= minPoints;
         if (hit) above.push(i);
         return hit ? "#d62728" : "#1f77b4";
       });
