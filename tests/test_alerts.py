@@ -45,11 +45,24 @@ def odd_alert() -> Alert:
 
 def test_alerts_of_the_simulated_series():
     alerts = all_alerts()
-    n = sum(len(r.candidates) for r, _ in simulated_results())
+    n = sum(int(np.isin(r.candidates.kind, ["new", "variable"]).sum())
+            for r, _ in simulated_results())
     assert len(alerts) == n > 0
     for alert in alerts:
         assert alert.kind in ("new", "variable") and len(alert.lightcurve) >= 1
         assert np.isfinite([alert.ra, alert.dec, alert.ra_err, alert.dec_err]).all()
+
+
+def test_new_source_alerts_carry_their_precovery_points():
+    """A new source's alert shows its lightcurve before the detection: forced fits on
+    the earlier images of its band, as kind 'precovery'."""
+    new = [a for a in all_alerts() if a.kind == "new"]
+    assert new
+    for alert in new:
+        lc = alert.lightcurve
+        before = lc.time_mjd < alert.time_mjd
+        assert before.any() and set(lc.kind[before]) == {"precovery"}
+        assert (lc.band[before] == alert.band).all()
 
 
 def test_json_round_trip():

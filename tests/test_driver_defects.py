@@ -181,7 +181,8 @@ def test_resume_keeps_what_was_reported_variable():
         source_id=ids, band=np.zeros(2, int), n=n, sw_int=n * 1.0, swf_int=n * 1.0,
         swf2_int=n * 1.0, sf_int=n * 1.0, sf2_int=n * 1.0, sw_peak=n * 1.0, swf_peak=n * 1.0,
         swf2_peak=n * 1.0, sf_peak=n * 1.0, sf2_peak=n * 1.0, eta_int=zeros, v_int=zeros,
-        eta_peak=zeros, v_peak=zeros, max_snr=zeros, misses=np.zeros(2, int))
+        eta_peak=zeros, v_peak=zeros, max_snr=zeros, misses=np.zeros(2, int), f_max=zeros,
+        f_max_err=zeros, f_min=zeros, f_min_err=zeros, vs_int=zeros, m_int=zeros)
     state = StoredState(sources=sources, statistics=stats, depth=DepthUpdates.empty(),
                         flagged=Flagged(source_id=np.array([2]), band=np.array([0])))
     decider = SkyDecider(PipelineConfig())

@@ -94,7 +94,8 @@ def test_every_driver_gives_the_same_run(series, cluster, tmp_path):
 
     expected = canonical(urls["embedded"])
     assert len(expected["candidates"]) > 0
-    assert {row[3] for row in expected["measurements"]} == {"blind", "forced", "monitor"}
+    assert {row[3] for row in expected["measurements"]} == {"blind", "forced", "monitor",
+                                                              "precovery"}
     assert [name for name, _ in expected["monitors"]] == sorted(m[2] for m in MONITOR)
     for name, url in urls.items():
         got = canonical(url)

@@ -116,7 +116,8 @@ def test_variables_rank_above_steady_in_eta(series_run):
 
 def test_null_detections_fill_lightcurves(series_run):
     """Transients that switched off and fading sources below threshold keep getting
-    points: forced fits at their position, one per image and band."""
+    points: forced fits at their position, one per image and band, from their first
+    detection on (before it, precovery points of its band)."""
     run, truth, sources, _, bands, radius = series_run
     found = run.sources()
     n_images = len(run.images())
@@ -126,10 +127,12 @@ def test_null_detections_fill_lightcurves(series_run):
         if len(ids) != 1:
             continue
         lc = run.lightcurve(int(ids[0]))
-        first = lc.time.min()
+        first = lc[lc.kind == "blind"].time.min()
         after = lc[lc.time >= first]
         expected = (run.images().time >= first).sum()
         assert len(after) == expected <= n_images
         assert (after.kind == "forced").any() or (after.kind == "blind").all()
+        before = lc[lc.time < first]
+        assert (before.kind == "precovery").all()
         checked += 1
     assert checked >= 3

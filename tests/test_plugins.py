@@ -216,9 +216,9 @@ def test_embedded_broker_feeds_every_builtin_and_the_guide_example(tmp_path, cap
     assert plugins[2].seen == len(simulated_results())
 
     archived = pq.read_table(tmp_path / "parquet").to_pandas()
-    n_meas = sum(len(r.measurements) for r, _ in simulated_results())
+    n_meas = sum(len(r.measurements) + len(r.precovery) for r, _ in simulated_results())
     assert len(archived) == n_meas
-    assert set(archived.kind) <= {"blind", "forced", "monitor"}
+    assert set(archived.kind) <= {"blind", "forced", "monitor", "precovery"}
     assert archived.day.nunique() >= 1
 
 

@@ -105,6 +105,12 @@ def make_result(
         significance=rng.uniform(5, 10, k),
         flux=rng.uniform(1, 2, k),
         limit=rng.uniform(0.1, 0.2, k),
+        precovery_flux=rng.uniform(0, 0.1, k),
+        precovery_flux_err=rng.uniform(0.01, 0.02, k),
+        rise_sigma=rng.uniform(5, 10, k),
+        n_precovery=rng.integers(0, 16, k),
+        n_bands=np.ones(k, dtype=np.int64),
+        reason=np.full(k, "", dtype=object),
     )
     image = ImageRecord(
         image_key=key, path=f"/data/{key}.fits", time_mjd=time_mjd, freq_hz=150e6 + 1e6 * band,
@@ -145,7 +151,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     upgrade(store.engine, fresh_from_models=False)  # every migration, in order
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == HEAD_REVISION == "0005"
+    assert store.revision() == head_revision() == HEAD_REVISION == "0006"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []

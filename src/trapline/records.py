@@ -17,8 +17,9 @@ from typing import TypeVar
 import numpy as np
 
 # Measurement kinds, stored as small integers in memory and as text in the database.
-BLIND, FORCED, MONITOR = 0, 1, 2
-KIND_NAMES = {BLIND: "blind", FORCED: "forced", MONITOR: "monitor"}
+# PRECOVERY: a forced fit of a new source on an earlier image, made when it appeared.
+BLIND, FORCED, MONITOR, PRECOVERY = 0, 1, 2, 3
+KIND_NAMES = {BLIND: "blind", FORCED: "forced", MONITOR: "monitor", PRECOVERY: "precovery"}
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class ImageRecord:
     n_blind: int = 0
     n_forced: int = 0
     n_monitor: int = 0
+    # The calibration applied before association (pipeline/calibrate.py): fluxes were
+    # divided by ``flux_scale`` (measured / sky), positions shifted by minus the offset
+    # (deg, arcs east and north); counts of the reference sources used.
+    flux_scale: float = 1.0
+    flux_scale_err: float = float("nan")
+    n_flux_calibrators: int = 0
+    offset_east_deg: float = 0.0
+    offset_north_deg: float = 0.0
+    n_position_calibrators: int = 0
 
 
 C = TypeVar("C", bound="Columns")
@@ -156,16 +166,32 @@ class BandStatistics(Columns):
     v_peak: np.ndarray
     max_snr: np.ndarray
     misses: np.ndarray
+    f_max: np.ndarray
+    f_max_err: np.ndarray
+    f_min: np.ndarray
+    f_min_err: np.ndarray
+    vs_int: np.ndarray
+    m_int: np.ndarray
 
 
 @dataclass
 class Candidates(Columns):
     """Transient candidates decided in one image.
 
-    ``kind`` is 'new' or 'variable'; ``level`` 'possible' or 'likely' for new sources
-    (TraP's two levels), 'eta', 'v' or 'eta+v' for variables. ``significance`` is the
-    detection's flux over the best earlier detection limit (new) or the largest of
-    eta/eta_threshold and V/V_threshold (variable)."""
+    ``kind``: 'new' (a claim that the source is new at the run's settings), 'variable',
+    or 'new-rejected' (a new detection that failed the rise test or was vetoed, with
+    its ``reason``). ``level``: for new sources TraP's two levels against the earlier
+    detection limits, 'possible' or 'likely' ('none' when no earlier image covered the
+    position); 'eta+v' for variables.
+
+    ``significance`` (dimensionless): for new sources the rise of the detection's peak
+    over its precovery flux in combined errors when earlier images were buffered
+    (``rise_sigma``), else the peak in units of the best earlier image's rms at the
+    position; for variables eta_int over the eta threshold. ``flux``: the detection's
+    peak (Jy/beam) or the mean integrated flux (Jy); ``limit`` the best earlier detection
+    limit (Jy/beam). ``precovery_flux`` and its error (Jy/beam): weighted mean of the
+    forced fits on the ``n_precovery`` earlier images of the band; ``n_bands``: bands
+    the source is detected in at that time."""
 
     source_id: np.ndarray
     kind: np.ndarray
@@ -174,6 +200,30 @@ class Candidates(Columns):
     significance: np.ndarray
     flux: np.ndarray
     limit: np.ndarray
+    precovery_flux: np.ndarray
+    precovery_flux_err: np.ndarray
+    rise_sigma: np.ndarray
+    n_precovery: np.ndarray
+    n_bands: np.ndarray
+    reason: np.ndarray
+
+
+@dataclass
+class PrecoveryPoints(Columns):
+    """Forced fits of new sources on earlier images (``image_key`` each), made when the
+    source appeared: the start of its lightcurve before its first detection. Fluxes as
+    in :class:`Measurements` (Jy/beam; a point source's integrated flux is its peak)."""
+
+    source_id: np.ndarray
+    image_key: np.ndarray
+    time_mjd: np.ndarray
+    band: np.ndarray
+    freq_hz: np.ndarray
+    ra: np.ndarray
+    dec: np.ndarray
+    peak_flux: np.ndarray
+    peak_flux_err: np.ndarray
+    snr: np.ndarray
 
 
 @dataclass
@@ -207,6 +257,7 @@ class ImageResult:
     candidates: Candidates = field(default_factory=Candidates.empty)
     depth: DepthUpdates = field(default_factory=DepthUpdates.empty)
     forks: Forks = field(default_factory=Forks.empty)
+    precovery: PrecoveryPoints = field(default_factory=PrecoveryPoints.empty)
 
 
 @dataclass
@@ -263,6 +314,15 @@ def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
         v = np.sqrt(np.maximum(var, 0.0)) / mean
     ok = n >= 2
     return np.where(ok, eta, np.nan), np.where(ok, v, np.nan)
+
+
+def two_epoch(f1, e1, f2, e2) -> tuple[np.ndarray, np.ndarray]:
+    """VAST's two-epoch metrics of a pair of flux points (Mooley et al. 2016): the
+    t-statistic Vs = (f1 - f2) / sqrt(e1^2 + e2^2) and the modulation index
+    m = 2 (f1 - f2) / (f1 + f2). NaN where a point is missing."""
+    f1, e1, f2, e2 = (np.asarray(v, dtype=float) for v in (f1, e1, f2, e2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (f1 - f2) / np.hypot(e1, e2), 2.0 * (f1 - f2) / (f1 + f2)
 
 
 def concat(cls: type[C], parts: list[C]) -> C:

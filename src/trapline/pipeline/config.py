@@ -65,6 +65,11 @@ class NewSourceSection:
     margin_sigma: float = 1.0
     depth_nside: int = 0
     depth_cell_beams: float = 2.0
+    precovery_images: int = 16
+    precovery_memory_mb: float = 1024.0
+    rise_sigma: float = 5.0
+    sidelobe_fraction: float = 0.05
+    sidelobe_radius_beams: float = 10.0
 
 
 @dataclass
@@ -91,6 +96,7 @@ class RunSection:
     partition_nside: int = 0
     partition_margin_deg: float = 0.5
     storage_outage_s: float = 300.0
+    live_image_dir: str = ""
 
 
 HELP: dict[str, dict[str, str]] = {
@@ -137,6 +143,15 @@ HELP: dict[str, dict[str, str]] = {
         "depth_nside": "HEALPix nside of the map of earlier detection limits (0: from the "
                        "first image's beam and depth_cell_beams)",
         "depth_cell_beams": "with depth_nside 0: depth cells are at most this many beams across",
+        "precovery_images": "earlier accepted images kept per band for precovery forced fits of "
+                            "new sources (0: none; the earlier-limit rule alone decides)",
+        "precovery_memory_mb": "... and at most this much memory for them in all (MB)",
+        "rise_sigma": "a detection covered by earlier images is new when its peak exceeds "
+                      "their weighted mean forced-fit flux by this many combined errors",
+        "sidelobe_fraction": "not new when a brighter source of the image times this fraction "
+                             "reaches the detection's peak (its sidelobes could explain it; "
+                             "0: no veto)",
+        "sidelobe_radius_beams": "... within this many beams",
     },
     "variability": {
         "eta_threshold": "variable candidate when eta is above this ...",
@@ -160,6 +175,9 @@ HELP: dict[str, dict[str, str]] = {
                                 "radius plus a few beams",
         "storage_outage_s": "wait this long (s) for an unreachable database, holding the "
                             "images, before stopping at the last stored one",
+        "live_image_dir": "where trapline listen keeps the newest streamed images (precovery "
+                          "after a restart, pictures); '': beside the SQLite file or "
+                          "./trapline-live-images; 'none': not kept",
     },
 }
 
@@ -275,6 +293,12 @@ def _check(c: PipelineConfig) -> None:
     nside = c.new_source.depth_nside
     need(nside == 0 or (nside & (nside - 1) == 0 and nside <= 2**20),
          "[new_source] depth_nside must be 0 (automatic) or a power of two")
+    ns = c.new_source
+    need(ns.precovery_images >= 0, "[new_source] precovery_images must be >= 0")
+    need(ns.precovery_memory_mb >= 0, "[new_source] precovery_memory_mb must be >= 0")
+    need(ns.rise_sigma > 0, "[new_source] rise_sigma must be > 0")
+    need(0 <= ns.sidelobe_fraction < 1, "[new_source] sidelobe_fraction must be in [0, 1)")
+    need(ns.sidelobe_radius_beams > 0, "[new_source] sidelobe_radius_beams must be > 0")
     need(c.variability.min_points >= 2, "[variability] min_points must be at least 2")
     _check_tiers(c.lightcurves.tiers)
     need(c.lightcurves.batch_rows >= 1, "[lightcurves] batch_rows must be >= 1")

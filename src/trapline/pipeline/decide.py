@@ -31,7 +31,8 @@ from trapline.pipeline.depth import DepthMap
 from trapline.pipeline.geometry import healpix_cells
 from trapline.pipeline.ingest import BandAssigner
 from trapline.pipeline.measure import Measured
-from trapline.pipeline.newsource import new_source_candidates
+from trapline.pipeline.newsource import new_source_candidates, sidelobe_vetoes
+from trapline.pipeline.precovery import ImageBuffer, precover
 from trapline.pipeline.quality import RmsHistory
 from trapline.pipeline.skymodel import SkyModel
 from trapline.pipeline.variability import over_thresholds, variable_candidates
@@ -42,6 +43,7 @@ from trapline.records import (
     Forks,
     ImageResult,
     Measurements,
+    PrecoveryPoints,
     StoredState,
     concat,
 )
@@ -70,6 +72,9 @@ class Decider(Protocol):
     def source_count(self) -> int:
         """Number of blind sources."""
 
+    def remember(self, measured: Sequence[Measured]) -> None:
+        """Earlier, already decided images into the precovery buffer (on resume)."""
+
 
 @dataclass
 class _Associated:
@@ -81,6 +86,7 @@ class _Associated:
     blind: Measurements
     candidates: Candidates
     forks: Forks
+    precovery: PrecoveryPoints
 
 
 class SkyDecider:
@@ -93,6 +99,8 @@ class SkyDecider:
                               self.config.new_source.depth_cell_beams)
         self.bands = BandAssigner(self.config.image.band_tolerance_hz)
         self.rms_history = RmsHistory(self.config.quality)
+        ns = self.config.new_source
+        self.buffer = ImageBuffer(ns.precovery_images, int(ns.precovery_memory_mb * 2**20))
         self.n_forks = 0
         self._pending_monitors: list[int] = []
 
@@ -113,9 +121,10 @@ class SkyDecider:
                 results[i] = outcome
             else:
                 associated[i] = outcome
-        detected_any = np.zeros(len(self.sky), dtype=bool)
+        bands_detected = np.zeros(len(self.sky), dtype=np.int64)
         for a in associated.values():
-            detected_any[a.blind_rows] = True
+            bands_detected[np.unique(a.blind_rows)] += 1
+        detected_any = bands_detected > 0
         in_field = np.zeros(len(self.sky), dtype=bool)
         parts: dict[int, tuple] = {}
         for i in order:
@@ -133,11 +142,24 @@ class SkyDecider:
                              n_blind=len(a.measured.extraction.sources),
                              n_forced=n_forced, n_monitor=n_monitor)
             stats = self.sky.statistics(a.band, touched if len(touched) else stats_rows)
+            candidates = a.candidates
+            if len(candidates):
+                candidates = replace(candidates, n_bands=bands_detected[
+                    self.sky.rows_of(candidates.source_id)])
             results[i] = ImageResult(
                 image=record, measurements=measurements, sources=self.sky.states(touched),
-                statistics=stats, candidates=concat(Candidates, [a.candidates, variables]),
-                depth=depth, forks=a.forks)
+                statistics=stats, candidates=concat(Candidates, [candidates, variables]),
+                depth=depth, forks=a.forks, precovery=a.precovery)
+        for a in associated.values():
+            self.buffer.add(a.measured.record, a.band, a.measured.extraction)
         return results  # type: ignore[return-value]
+
+    def remember(self, measured: Sequence[Measured]) -> None:
+        """Put earlier, already decided images into the precovery buffer (a resumed run
+        re-reads the newest stored images, so it decides as an uninterrupted one)."""
+        for m in sorted(measured, key=lambda m: (m.record.time_mjd, m.record.freq_hz)):
+            if m.record.accepted and m.extraction is not None:
+                self.buffer.add(m.record, self.bands.band_of(m.record.freq_hz), m.extraction)
 
     def restore(self, state: StoredState) -> None:
         """Rebuild from a stored run: sources, per-band sums (and which were reported
@@ -238,9 +260,6 @@ class SkyDecider:
         new = assoc.source_row < 0
         forked = assoc.parent_row >= 0
         self.n_forks += int(forked.sum())
-        candidates = new_source_candidates(
-            self.depth, band, cat, np.flatnonzero(new & ~forked),
-            self.config.extraction.detection_sigma, self.config.new_source.margin_sigma)
         old = ~new
         self.sky.update_positions(assoc.source_row[old], cat.ra_deg[old], cat.dec_deg[old],
                                   ra_err[old], dec_err[old])
@@ -250,8 +269,8 @@ class SkyDecider:
         det_rows = assoc.source_row.copy()
         det_rows[new] = new_rows
         s = self.sky.sources
-        if len(candidates):
-            candidates = replace(candidates, source_id=s.source_id[det_rows[candidates.source_id]])
+        candidates, precovery = self._new_sources(band, cat, np.flatnonzero(new & ~forked),
+                                                  det_rows, ex.image.beam.bmaj_deg)
         forks = Forks(source_id=s.source_id[det_rows[forked]],
                       parent_id=s.source_id[assoc.parent_row[forked]])
         blind_rows = np.concatenate([det_rows, assoc.shared_rows]).astype(np.int64)
@@ -266,7 +285,32 @@ class SkyDecider:
             snr=cat.snr[blind_dets], smaj_asec=cat.smaj_asec[blind_dets],
             smin_asec=cat.smin_asec[blind_dets], pa_deg=cat.pa_deg[blind_dets],
         )
-        return _Associated(measured, band, blind_rows, blind, candidates, forks)
+        return _Associated(measured, band, blind_rows, blind, candidates, forks, precovery)
+
+    def _new_sources(self, band: int, cat, detections: np.ndarray, det_rows: np.ndarray,
+                     beam_deg: float) -> tuple[Candidates, PrecoveryPoints]:
+        """New-source candidates among ``detections`` (their sources just added at
+        ``det_rows``): precovery forced fits on the band's buffered images (the points
+        join the sources' lightcurves and running sums), sidelobe vetoes, the decision."""
+        ns = self.config.new_source
+        rows = det_rows[detections]
+        ids = self.sky.sources.source_id[rows]
+        found = precover(self.buffer, band, cat.ra_deg[detections], cat.dec_deg[detections], ids)
+        points = found.points
+        if len(points):
+            for key in np.unique(points.image_key):
+                at = np.flatnonzero(points.image_key == key)
+                self.sky.add_fluxes(band, self.sky.rows_of(points.source_id[at]),
+                                    points.peak_flux[at], points.peak_flux_err[at],
+                                    points.peak_flux[at], points.peak_flux_err[at])
+        vetoes = sidelobe_vetoes(cat, detections, beam_deg, ns.sidelobe_fraction,
+                                 ns.sidelobe_radius_beams)
+        candidates = new_source_candidates(self.depth, band, cat, detections, found, vetoes,
+                                           self.config.extraction.detection_sigma, ns)
+        if len(candidates):
+            candidates = replace(candidates, source_id=self.sky.sources.source_id[
+                det_rows[candidates.source_id]])
+        return candidates, points
 
     def _measure_known(self, a: _Associated, in_field: np.ndarray) -> tuple:
         """Forced fits of the known sources the image did not detect and of the

@@ -36,6 +36,7 @@ from trapline.records import (
     Forks,
     ImageResult,
     Measurements,
+    PrecoveryPoints,
     SourceStates,
     StoredState,
     concat,
@@ -190,6 +191,17 @@ class PartitionedDecider:
     def source_count(self) -> int:
         return len(self.owned_source_ids())
 
+    def remember(self, measured: Sequence[Measured]) -> None:
+        """Earlier images into the precovery buffers of the partitions they touch."""
+        for m in measured:
+            if not m.record.accepted or m.extraction is None:
+                continue
+            none = m.extraction.sources.select(np.zeros(len(m.extraction.sources), bool))
+            sub = Measured(m.record, replace(m.extraction, sources=none),
+                           detection_index=np.zeros(0, dtype=np.int64))
+            for tile in self._image_tiles(m.extraction.image):
+                _wait(self._partition(int(tile)).remember([sub]))
+
     def decide(self, timestep: Sequence[Measured]) -> list[ImageResult]:
         """One timestep through every partition it touches; their owned parts merged."""
         # Frequency order: the ids a timestep's new sources get do not depend on the
@@ -233,12 +245,12 @@ class PartitionedDecider:
             return ImageResult(record)
         owned = [(tile, result) for tile, result in parts if result.image.accepted]
         pieces = {"measurements": [], "sources": [], "statistics": [], "candidates": [],
-                  "depth": [], "forks": []}
+                  "depth": [], "forks": [], "precovery": []}
         for tile, result in owned:
             src = result.sources
             own_src = self.tile_of(src.ra, src.dec) == tile if len(src) else np.zeros(0, bool)
             mine = set(src.source_id[own_src].tolist())
-            for name in ("measurements", "statistics", "candidates", "forks"):
+            for name in ("measurements", "statistics", "candidates", "forks", "precovery"):
                 cols = getattr(result, name)
                 keep = np.array([s in mine for s in cols.source_id], dtype=bool)
                 pieces[name].append(cols.rows(keep))
@@ -251,7 +263,7 @@ class PartitionedDecider:
         merged = {name: concat(cls, pieces[name]) for name, cls in (
             ("measurements", Measurements), ("sources", SourceStates),
             ("statistics", BandStatistics), ("candidates", Candidates),
-            ("depth", DepthUpdates), ("forks", Forks))}
+            ("depth", DepthUpdates), ("forks", Forks), ("precovery", PrecoveryPoints))}
         record = replace(record, n_blind=len(measured.extraction.sources),
                          n_forced=int((merged["measurements"].kind == 1).sum()),
                          n_monitor=int((merged["measurements"].kind == 2).sum()))

@@ -12,7 +12,9 @@ from scipy.spatial import cKDTree
 
 from trapline.pipeline.boundary import usable_points
 from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
-from trapline.records import STAT_SUMS, BandStatistics, SourceStates, eta_v
+from trapline.records import STAT_SUMS, BandStatistics, SourceStates, eta_v, two_epoch
+
+EXTREMES = ("f_max", "f_max_err", "f_min", "f_min_err")
 
 
 class Growable:
@@ -55,6 +57,8 @@ class BandState(Growable):
         columns = {name: np.dtype(np.float64) for name in STAT_SUMS}
         columns.update(n=np.dtype(np.int64), max_snr=np.dtype(np.float64),
                        flagged=np.dtype(bool))
+        # The brightest and faintest integrated-flux points, for the two-epoch metrics.
+        columns.update({name: np.dtype(np.float64) for name in EXTREMES})
         super().__init__(columns, capacity)
 
     def ensure(self, size: int) -> None:
@@ -173,6 +177,12 @@ class SkyModel:
         usable = usable_points(peak, peak_err) & usable_points(flux, flux_err)
         rows = np.asarray(rows)[usable]
         b = self.band(band)
+        f, e = np.asarray(flux)[usable], np.asarray(flux_err)[usable]
+        first = b.full("n")[rows] == 0
+        for name, better in (("f_max", np.greater), ("f_min", np.less)):
+            take = first | better(f, b.full(name)[rows])
+            b.full(name)[rows[take]] = f[take]
+            b.full(name + "_err")[rows[take]] = e[take]
         for suffix, f, e in (("int", flux, flux_err), ("peak", peak, peak_err)):
             f, e = np.asarray(f)[usable], np.asarray(e)[usable]
             w = 1.0 / np.square(e)
@@ -232,6 +242,8 @@ class SkyModel:
             r = rows[sel]
             for name in (*STAT_SUMS, "max_snr"):
                 b.full(name)[r] = np.nan_to_num(np.asarray(getattr(statistics, name))[sel])
+            for name in EXTREMES:
+                b.full(name)[r] = np.asarray(getattr(statistics, name), dtype=float)[sel]
             b.full("n")[r] = np.asarray(statistics.n)[sel]
             b.full("flagged")[r] = np.asarray(flagged, dtype=bool)[sel]
 
@@ -244,10 +256,13 @@ class SkyModel:
                                col["sf_int"], col["sf2_int"])
         eta_peak, v_peak = eta_v(n, col["sw_peak"], col["swf_peak"], col["swf2_peak"],
                                  col["sf_peak"], col["sf2_peak"])
+        ext = {name: np.where(n > 0, b.full(name)[rows], np.nan) for name in EXTREMES}
+        vs, m = two_epoch(ext["f_max"], ext["f_max_err"], ext["f_min"], ext["f_min_err"])
         return BandStatistics(
             source_id=self.sources.source_id[rows], band=np.full(len(rows), band), n=n,
             eta_int=eta_int, v_int=v_int, eta_peak=eta_peak, v_peak=v_peak,
-            max_snr=b.full("max_snr")[rows], misses=self.sources.misses[rows], **col,
+            max_snr=b.full("max_snr")[rows], misses=self.sources.misses[rows], **col, **ext,
+            vs_int=vs, m_int=m,
         )
 
     def states(self, rows: np.ndarray) -> SourceStates:

@@ -36,4 +36,7 @@ def variable_candidates(sky: SkyModel, band: int, stats: BandStatistics,
         level=np.full(n, "eta+v", dtype=object), band=np.full(n, band, dtype=np.int64),
         significance=stats.eta_int[sel] / cfg.eta_threshold,
         flux=stats.sf_int[sel] / stats.n[sel], limit=np.full(n, np.nan),
+        precovery_flux=np.full(n, np.nan), precovery_flux_err=np.full(n, np.nan),
+        rise_sigma=np.full(n, np.nan), n_precovery=np.zeros(n, dtype=np.int64),
+        n_bands=np.ones(n, dtype=np.int64), reason=np.full(n, "", dtype=object),
     )

@@ -14,7 +14,7 @@ import numpy as np
 from trapline.alerts.record import Alert, LightcurvePoints
 from trapline.channels.base import ALERTS, RESULTS
 from trapline.plugins.base import BasePlugin, PluginContext
-from trapline.records import KIND_NAMES, ImageResult
+from trapline.records import KIND_NAMES, PRECOVERY, ImageResult
 
 __all__ = ["Alerter", "make_alerts"]
 
@@ -25,7 +25,8 @@ Point = tuple[float, int, str, float, float, float, float, float]
 
 
 def _points(result: ImageResult) -> dict[int, list[Point]]:
-    """This image's measurements as lightcurve points, per source."""
+    """This image's measurements as lightcurve points, per source, and the precovery
+    points of its new sources (on earlier images: their lightcurve before detection)."""
     m, image = result.measurements, result.image
     out: dict[int, list[Point]] = {}
     for i in range(len(m)):
@@ -33,6 +34,11 @@ def _points(result: ImageResult) -> dict[int, list[Point]]:
             float(image.time_mjd), int(image.band), KIND_NAMES.get(int(m.kind[i]), "?"),
             float(m.peak_flux[i]), float(m.peak_flux_err[i]), float(m.int_flux[i]),
             float(m.int_flux_err[i]), 0.0))
+    p = result.precovery
+    for i in range(len(p)):
+        out.setdefault(int(p.source_id[i]), []).append((
+            float(p.time_mjd[i]), int(p.band[i]), KIND_NAMES[PRECOVERY], float(p.peak_flux[i]),
+            float(p.peak_flux_err[i]), float(p.peak_flux[i]), float(p.peak_flux_err[i]), 0.0))
     return out
 
 

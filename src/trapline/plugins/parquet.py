@@ -13,24 +13,33 @@ import pyarrow.parquet as pq
 from trapline.alerts.record import iso_time
 from trapline.channels.base import RESULTS
 from trapline.plugins.base import BasePlugin
-from trapline.records import KIND_NAMES, ImageResult
+from trapline.records import KIND_NAMES, PRECOVERY, ImageResult
 
 __all__ = ["ParquetArchiver", "measurement_table"]
 
 
 def measurement_table(result: ImageResult) -> pa.Table:
     """One image's measurements with the image's key, time (MJD), band and frequency;
-    ``kind`` as text ('blind', 'forced', 'monitor')."""
+    ``kind`` as text ('blind', 'forced', 'monitor'), then the precovery points of its new
+    sources (kind 'precovery', each with the earlier image it was measured on)."""
     m = result.measurements
     image = result.image
-    n = len(m)
+    p = result.precovery
+    n, k = len(m), len(p)
+    nan = np.full(k, np.nan)
+    precovery = {"source_id": p.source_id, "kind": np.full(k, PRECOVERY), "ra": p.ra,
+                 "dec": p.dec, "ra_err": nan, "dec_err": nan, "peak_flux": p.peak_flux,
+                 "peak_flux_err": p.peak_flux_err, "int_flux": p.peak_flux,
+                 "int_flux_err": p.peak_flux_err, "snr": p.snr, "smaj_asec": nan,
+                 "smin_asec": nan, "pa_deg": nan}
     columns: dict[str, object] = {
-        "image_key": pa.array([image.image_key] * n, pa.string()),
-        "time_mjd": np.full(n, image.time_mjd),
-        "band": np.full(n, image.band, dtype=np.int32),
-        "freq_hz": np.full(n, image.freq_hz),
+        "image_key": pa.array([image.image_key] * n + list(p.image_key), pa.string()),
+        "time_mjd": np.concatenate([np.full(n, image.time_mjd), p.time_mjd]),
+        "band": np.concatenate([np.full(n, image.band), p.band]).astype(np.int32),
+        "freq_hz": np.concatenate([np.full(n, image.freq_hz), p.freq_hz]),
     }
     for name, values in m.as_dict().items():
+        values = np.concatenate([np.asarray(values), np.asarray(precovery[name])])
         if name == "kind":
             columns[name] = pa.array([KIND_NAMES[int(k)] for k in values], pa.string())
         elif name == "source_id":

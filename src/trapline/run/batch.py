@@ -57,7 +57,7 @@ def run_images(store: Store, sources: Sequence, config: PipelineConfig | None = 
     bar = None
     driver = None
     try:
-        driver = Driver(store, config, broker=broker, plugins=plugins, client=measurer.client)
+        driver = Driver(store, config, broker=broker, plugins=plugins, measurer=measurer)
         if progress:
             bar = tqdm(total=len(sources), unit="img", desc="trapline")
         for step in timesteps(measurer.map(sources)):

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 
 from trapline.channels import MemoryBroker, publish_result
 from trapline.channels.base import Broker
@@ -29,6 +30,7 @@ from trapline.plugins.base import PluginHost, load_plugins
 from trapline.plugins.compactor import Compactor
 from trapline.plugins.dbwriter import STATE_HEADER
 from trapline.records import ImageResult
+from trapline.run.executors import Measurer
 from trapline.run.summary import RunSummary
 from trapline.storage import StorageError, Store
 
@@ -59,16 +61,17 @@ class Driver:
 
     ``broker``: where results are published for other processes (default: only the
     embedded broker that feeds ``plugins`` here); ``write_locally`` False when a
-    database-writer plug-in consumes the broker elsewhere; ``client``: a Dask client
-    for partition actors."""
+    database-writer plug-in consumes the broker elsewhere; ``measurer``: where images
+    are measured (its Dask client, if any, also hosts partition actors)."""
 
     def __init__(self, store: Store, config: PipelineConfig | None = None,
                  broker: Broker | None = None, plugins: Sequence = (),
-                 write_locally: bool = True, client=None):
+                 write_locally: bool = True, measurer: Measurer | None = None):
         self.store = store
         self.config = config or PipelineConfig()
         self.summary = RunSummary()
-        self.decider = make_decider(self.config, client)
+        measurer = measurer or Measurer(self.config, n_images=1)
+        self.decider = make_decider(self.config, measurer.client)
         plugins = [*plugins, *load_plugins(self.config.plugins)]
         self.write_locally = write_locally
         self.compactor = (Compactor(store=store, config=self.config)
@@ -82,6 +85,12 @@ class Driver:
                          {c for p in self.host.plugins for c in p.channels})
         state = store.load_state()
         self.decider.restore(state)
+        # The precovery buffer as an uninterrupted run would have it: the newest stored
+        # images, re-read (streamed images are kept on disk for this, see run.live).
+        recent = store.recent_images(self.config.new_source.precovery_images)
+        readable = [p for p in recent if Path(p).exists()]
+        if readable:
+            self.decider.remember(list(measurer.map(readable)))
         self.newest_mjd = float(state.values.get("newest_time_mjd", "nan"))
         # Monitoring positions new to this run: stored with the first accepted image
         # (the monitor table refers to their source rows).

@@ -57,8 +57,11 @@ CANDIDATE_COLUMNS = ["source_id", "kind", "level", "time", "image_id", "signific
 # peak (new, Jy/beam) or the mean integrated flux (variable, Jy), ``limit`` the best
 # earlier detection limit at the position (new, Jy/beam).
 SIGNIFICANCE = {
-    "new": "peak flux over the rms of the best earlier detection limit at the position "
-           "(the peak in units of the noise of the deepest earlier image there)",
+    "new": "the rise of the peak over the precovery flux (forced fits on the earlier images "
+           "of the band) in combined errors, rise_sigma; where no earlier image was buffered, "
+           "the peak in units of the noise of the deepest earlier image at the position",
+    "new-rejected": "as for new: a detection not claimed new, for the reason given (no "
+                    "significant rise over its precovery flux, or a possible sidelobe)",
     "variable": "eta_int over the eta threshold of the run, when the source was flagged "
                 "(above 1 then, and V was over its threshold too)",
 }
@@ -128,14 +131,16 @@ def _measurements() -> Select:
 
 def _variability() -> Select:
     return select(
-        B.source_id, B.band, B.n, B.eta_int, B.v_int, B.eta_peak, B.v_peak, B.max_snr, B.misses
+        B.source_id, B.band, B.n, B.eta_int, B.v_int, B.eta_peak, B.v_peak, B.max_snr, B.misses,
+        B.vs_int, B.m_int, B.f_max, B.f_max_err, B.f_min, B.f_min_err
     ).order_by(B.source_id, B.band)
 
 
 def _candidates() -> Select:
     return select(
         C.source_id, C.kind, C.level, C.image_id, C.significance, C.candidate_id, C.band,
-        C.flux, C.limit, C.time_mjd,
+        C.flux, C.limit, C.time_mjd, C.rise_sigma, C.precovery_flux, C.precovery_flux_err,
+        C.n_precovery, C.n_bands, C.reason,
     ).order_by(C.candidate_id)  # fmt: skip
 
 

@@ -88,6 +88,14 @@ class Image(Base):
     n_forced: Mapped[int]
     n_monitor: Mapped[int]
     processed_at: Mapped[datetime]
+    # Per-image calibration against the sky model: fluxes were divided by flux_scale
+    # (measured / sky), positions corrected by the offset (deg, arcs east and north).
+    flux_scale: Mapped[float | None]
+    flux_scale_err: Mapped[float | None]
+    n_flux_calibrators: Mapped[int | None]
+    offset_east_deg: Mapped[float | None]
+    offset_north_deg: Mapped[float | None]
+    n_position_calibrators: Mapped[int | None]
 
 
 class Source(Base):
@@ -172,6 +180,15 @@ class BandStatistics(Base):
     v_peak: Mapped[float | None]
     max_snr: Mapped[float | None]
     misses: Mapped[int]
+    # The brightest and faintest integrated-flux points (Jy) and the two-epoch metrics of
+    # that pair (Mooley et al. 2016): Vs = (f_max - f_min) / hypot(errors), m = 2 (f_max -
+    # f_min) / (f_max + f_min).
+    f_max: Mapped[float | None]
+    f_max_err: Mapped[float | None]
+    f_min: Mapped[float | None]
+    f_min_err: Mapped[float | None]
+    vs_int: Mapped[float | None]
+    m_int: Mapped[float | None]
 
 
 class Candidate(Base):
@@ -190,6 +207,16 @@ class Candidate(Base):
     significance: Mapped[float | None]
     flux: Mapped[float | None]
     limit: Mapped[float | None]
+    # New sources: weighted mean forced-fit flux on the earlier images of the band
+    # (precovery, Jy/beam), its error, the rise over it in combined errors, the number of
+    # earlier images fitted and of bands the source is detected in at its first time.
+    precovery_flux: Mapped[float | None]
+    precovery_flux_err: Mapped[float | None]
+    rise_sigma: Mapped[float | None]
+    n_precovery: Mapped[int | None]
+    n_bands: Mapped[int | None]
+    # Why a 'new-rejected' detection is not claimed new ('no rise', 'sidelobe ...').
+    reason: Mapped[str | None]
 
 
 class SourceFork(Base):

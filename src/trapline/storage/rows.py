@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from trapline.records import KIND_NAMES, ImageRecord, ImageResult
+from trapline.records import KIND_NAMES, PRECOVERY, ImageRecord, ImageResult
 
 UNIX_EPOCH_MJD = 40587.0
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -91,6 +91,12 @@ def image_row(image: ImageRecord) -> dict:
         "n_forced": int(image.n_forced),
         "n_monitor": int(image.n_monitor),
         "processed_at": datetime.now(UTC),
+        "flux_scale": _float(image.flux_scale),
+        "flux_scale_err": _float(image.flux_scale_err),
+        "n_flux_calibrators": int(image.n_flux_calibrators),
+        "offset_east_deg": _float(image.offset_east_deg),
+        "offset_north_deg": _float(image.offset_north_deg),
+        "n_position_calibrators": int(image.n_position_calibrators),
     }
 
 
@@ -115,3 +121,25 @@ def measurement_columns(result: ImageResult, image_id: int) -> dict[str, np.ndar
     columns["freq_hz"] = np.full(n, image.freq_hz, dtype=float)
     columns["band"] = np.full(n, image.band, dtype=np.int64)
     return columns
+
+
+def precovery_columns(result: ImageResult, image_ids: dict[str, int]) -> dict[str, np.ndarray]:
+    """The ``measurement`` rows of an image's precovery points, each with the earlier
+    image it was measured on (points of images not stored are left out)."""
+    p = result.precovery
+    keep = np.array([k in image_ids for k in p.image_key], dtype=bool)
+    p = p.rows(keep)
+    n = len(p)
+    nan = np.full(n, np.nan)
+    return {
+        "source_id": np.asarray(p.source_id, dtype=np.int64),
+        "image_id": np.array([image_ids[k] for k in p.image_key], dtype=np.int64),
+        "kind": np.full(n, KIND_NAMES[PRECOVERY], dtype=object),
+        "time_mjd": np.asarray(p.time_mjd, dtype=float),
+        "freq_hz": np.asarray(p.freq_hz, dtype=float),
+        "band": np.asarray(p.band, dtype=np.int64),
+        "ra": p.ra, "dec": p.dec, "ra_err": nan, "dec_err": nan,
+        "peak_flux": p.peak_flux, "peak_flux_err": p.peak_flux_err,
+        "int_flux": p.peak_flux, "int_flux_err": p.peak_flux_err, "snr": p.snr,
+        "smaj_asec": nan, "smin_asec": nan, "pa_deg": nan,
+    }

@@ -147,6 +147,25 @@ class Store:
 
         return self._retry("load the state from", run)
 
+    def recent_images(self, per_band: int) -> list[str]:
+        """Paths of the newest ``per_band`` accepted images of each band that have a
+        file, oldest first (what a resumed run re-reads into its precovery buffer)."""
+        image = models.Image
+
+        def run() -> list[str]:
+            with self.engine.connect() as conn:
+                bands = conn.execute(select(image.band).where(image.accepted)
+                                     .distinct()).scalars().all()
+                rows = []
+                for band in bands:
+                    rows += conn.execute(
+                        select(image.time_mjd, image.path)
+                        .where(image.accepted, image.band == band, image.path != "")
+                        .order_by(image.time_mjd.desc()).limit(per_band)).all()
+            return [path for _, path in sorted(rows)]
+
+        return self._retry("read the newest images of", run) if per_band > 0 else []
+
     def write_monitor(self, name: str, ra: float, dec: float, source_id: int | None = None) -> int:
         """Add a position (deg) to the monitoring list; returns its monitor_id."""
         row = {

@@ -11,13 +11,19 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Table, bindparam, func
+from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from trapline.records import DepthUpdates, ImageResult
 from trapline.storage import models, pgcopy
 from trapline.storage.healpix import healpix_index
-from trapline.storage.rows import image_row, measurement_columns, to_rows, to_tuples
+from trapline.storage.rows import (
+    image_row,
+    measurement_columns,
+    precovery_columns,
+    to_rows,
+    to_tuples,
+)
 
 IMAGE = models.Image.__table__
 SOURCE = models.Source.__table__
@@ -192,6 +198,19 @@ def write_measurements(conn: Connection, result: ImageResult, image_id: int) -> 
     return "executemany"
 
 
+def write_precovery(conn: Connection, result: ImageResult) -> None:
+    """Insert the precovery points of the image's new sources (on earlier images)."""
+    p = result.precovery
+    if not len(p):
+        return
+    keys = sorted(set(p.image_key.tolist()))
+    image_ids = dict(conn.execute(select(IMAGE.c.image_key, IMAGE.c.image_id)
+                                  .where(IMAGE.c.image_key.in_(keys))).all())
+    columns = precovery_columns(result, image_ids)
+    if len(columns["source_id"]):
+        conn.execute(MEASUREMENT.insert(), to_rows(columns))
+
+
 def set_state(conn: Connection, values: Mapping[str, str]) -> None:
     """Upsert ``pipeline_state`` values."""
     keys = list(values)
@@ -217,6 +236,7 @@ def write_result(
     write_statistics(conn, result)
     write_candidates(conn, result, image_id)
     write_forks(conn, result, image_id)
+    write_precovery(conn, result)
     if state:
         set_state(conn, state)
     return image_id

@@ -202,6 +202,8 @@ def config_from_vast(vast: dict[str, dict[str, object]]) -> PipelineConfig:
     * ``new_sources.min_sigma``: VAST flags a source new when its detection peak over
       the earlier image's rms is at least this -> ``detection_sigma`` with
       ``margin_sigma`` 0 (Trapline's condition is peak > (detection_sigma + margin) rms).
+      VAST has no precovery: Trapline's earlier-limit rule alone (``precovery_images``
+      0) is the one compared, and no sidelobe veto (``sidelobe_fraction`` 0).
     """
     assoc = vast["source_association"]
     meas = vast["measurements"]
@@ -217,6 +219,8 @@ def config_from_vast(vast: dict[str, dict[str, object]]) -> PipelineConfig:
     # VAST reads the noise map at the source's own pixel: the finest depth cells come
     # closest (a beam across).
     config.new_source.depth_cell_beams = 1.0
+    config.new_source.precovery_images = 0
+    config.new_source.sidelobe_fraction = 0.0
     config.run.workers = 1
     return config
 
