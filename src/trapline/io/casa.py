@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from trapline.errors import ImageError
+from trapline.errors import ImageError, install_hint
 from trapline.image import Beam, Image
 
 
@@ -25,7 +25,7 @@ def read_casa(path: str | Path, beam: Beam | None = None) -> Image:
     except ImportError as exc:
         raise ImageError(
             "unreadable",
-            f"{path}: reading CASA images needs python-casacore (pip install 'trapline[casa]')",
+            f"{path}: {install_hint('reading CASA images', 'casa', exc)}",
         ) from exc
     from trapline.io.fits import read_fits
 

@@ -7,7 +7,7 @@ Dask is an optional dependency (``pip install trapline[distributed]``).
 
 from __future__ import annotations
 
-from trapline.errors import TraplineError
+from trapline.errors import TraplineError, install_hint
 
 
 def connect(address: str, timeout_s: float = 5.0):
@@ -15,8 +15,7 @@ def connect(address: str, timeout_s: float = 5.0):
     try:
         from distributed import Client
     except ImportError as exc:
-        raise TraplineError(
-            "--scheduler needs Dask distributed: pip install 'trapline[distributed]'") from exc
+        raise TraplineError(install_hint("--scheduler (Dask)", "distributed", exc)) from exc
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError) as exc:
