@@ -48,4 +48,5 @@ def run(args: argparse.Namespace) -> int:
                         scheduler=args.scheduler, broker=args.broker,
                         plugins=load_plugin_specs(args.plugin, args.db))
     print(summary.report())
-    return 1 if summary.storage_errors else 0
+    # A run that accepted none of its images did not do its job.
+    return 1 if summary.storage_errors or (summary.rejected and not summary.accepted) else 0
