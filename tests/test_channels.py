@@ -26,6 +26,7 @@ from trapline.channels import (
     open_broker,
     publish_result,
 )
+from trapline.errors import TraplineError
 from trapline.records import BLIND
 
 
@@ -220,5 +221,5 @@ def test_publish_result_splits_an_image_over_the_channels(broker):
 def test_open_broker():
     assert isinstance(open_broker(None), MemoryBroker)
     assert isinstance(open_broker("memory://"), MemoryBroker)
-    with pytest.raises(ValueError):
+    with pytest.raises(TraplineError, match="unknown broker URL 'kafka://x'"):
         open_broker("kafka://x")

@@ -2,7 +2,8 @@
 
 Each command module defines ``HELP`` (one line), ``configure(parser)`` to add its
 arguments and ``run(args) -> int`` returning the exit code. Exit codes: 0 success,
-1 the job ran but something failed, 2 bad usage or input.
+1 the job ran but something failed, 2 bad usage or input (including a missing optional
+package and a port already in use). User errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import argparse
 import importlib
 import logging
 import sys
+from typing import NoReturn
 
+from trapline import __version__
 from trapline.errors import TraplineError
 
 COMMANDS = [
@@ -20,12 +23,27 @@ COMMANDS = [
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (what is wrong, where to read
+    more) with exit code 2; sub-command parsers are of the same class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def add_verbose_option(p: argparse.ArgumentParser, dest: str) -> None:
+    """``-v``: before the sub-command (``dest`` verbose) or after it (sub_verbose)."""
+    p.add_argument("-v", "--verbose", dest=dest, action="count", default=0,
+                   help="more log output (-vv: debug)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="trapline",
         description="Trapline: real-time transient detection for radio image streams.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    add_verbose_option(parser, "verbose")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -35,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        add_verbose_option(p, "sub_verbose")
         module.configure(p)
         p.set_defaults(_run=module.run)
     return parser
@@ -44,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
+        level=logging.WARNING - 10 * min(args.verbose + getattr(args, "sub_verbose", 0), 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if not getattr(args, "_run", None):

@@ -19,3 +19,9 @@ class ImageError(TraplineError):
 
 class ConfigError(TraplineError):
     """The configuration is invalid; the message names the option."""
+
+
+def install_hint(what: str, extra: str, exc: ImportError) -> str:
+    """The one-line message for an optional package that is not installed: what needs
+    it, the missing module, and the pip command installing pyproject's ``extra``."""
+    return f"{what} needs extra packages ({exc.name} is missing): pip install 'trapline[{extra}]'"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy.wcs import WCS
 
+from trapline.scalars import FloatOrArray, scalar_or_array
+
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
 
@@ -129,15 +131,18 @@ class Image:
         ny, nx = self.data.shape
         return beam_to_pixels(self.beam, self.wcs, at=((nx - 1) / 2.0, (ny - 1) / 2.0))
 
-    def sky_to_pixel(self, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """RA/Dec (deg) to 0-based pixel x, y."""
+    def sky_to_pixel(self, ra: FloatOrArray, dec: FloatOrArray) -> tuple[FloatOrArray,
+                                                                          FloatOrArray]:
+        """RA/Dec (deg) to 0-based pixel x, y: floats for scalar input, else arrays."""
         x, y = self.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 0)
-        return np.asarray(x), np.asarray(y)
+        return scalar_or_array(x), scalar_or_array(y)
 
-    def pixel_to_sky(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """0-based pixel x, y to RA/Dec (deg), RA in [0, 360)."""
+    def pixel_to_sky(self, x: FloatOrArray, y: FloatOrArray) -> tuple[FloatOrArray,
+                                                                      FloatOrArray]:
+        """0-based pixel x, y to RA/Dec (deg), RA in [0, 360): floats for scalar input,
+        else arrays."""
         ra, dec = self.wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 0)
-        return np.mod(np.asarray(ra), 360.0), np.asarray(dec)
+        return scalar_or_array(np.mod(ra, 360.0)), scalar_or_array(dec)
 
 
 @dataclass(frozen=True)

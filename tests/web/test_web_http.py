@@ -201,16 +201,44 @@ def test_writes_refused_without_a_configured_token(web_run, monkeypatch):
         assert client.app.state.settings.token == "from-env"
 
 
-def test_serve_command_is_wired(web_run, monkeypatch):
-    import argparse
+def test_serve_command_is_wired(web_run):
+    """``trapline serve`` serves the stored run over HTTP, read only without a token."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
 
-    from trapline.commands import serve
+    import trapline
+    from trapline.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    serve.configure(parser)
-    args = parser.parse_args(["--db", web_run])
-    assert args.host == "127.0.0.1" and args.port == 8000
-    seen = {}
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: seen.update(kw, app=app))
-    assert serve.run(args) == 0
-    assert seen["host"] == "127.0.0.1" and seen["app"].state.settings.token is None
+    defaults = build_parser().parse_args(["serve"])
+    assert defaults.host == "127.0.0.1" and defaults.port == 8000
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(trapline.__file__).resolve().parents[1])}
+    env.pop("TRAPLINE_TOKEN", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "trapline.cli", "serve", "--db", web_run, "--port", str(port),
+         "--log-level", "warning"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/images.json",
+                                            timeout=5) as response:
+                    images = json.load(response)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert len(images["rows"]) == 12  # 6 epochs x 2 bands
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=30)
+    assert err.splitlines()[0] == f"trapline serve: http://127.0.0.1:{port}/ (read only (no token))"

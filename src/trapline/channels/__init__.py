@@ -22,6 +22,7 @@ from trapline.channels.base import (
 )
 from trapline.channels.memory import MemoryBroker
 from trapline.channels.publish import ImageColumns, publish_result
+from trapline.errors import TraplineError, install_hint
 
 __all__ = [
     "ALERTS", "CANDIDATES", "CHANNELS", "DEADLETTER", "DETECTIONS", "IMAGES", "MEASUREMENTS",
@@ -33,13 +34,20 @@ __all__ = [
 def open_broker(url: str | None = None, **options) -> Broker:
     """A broker from a URL: None or ``memory://`` embedded, ``redis://`` or
     ``rediss://`` Redis Streams, ``?prefix=NAME`` naming its streams (``options`` go to
-    the broker's constructor)."""
+    the broker's constructor).
+
+    Raises:
+        TraplineError: an unknown scheme, or ``redis://`` without the redis package.
+    """
     if url is None or url.startswith("memory:"):
         return MemoryBroker(**options)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-        from trapline.channels.redis import RedisBroker
+        try:
+            from trapline.channels.redis import RedisBroker
+        except ImportError as exc:
+            raise TraplineError(install_hint("the Redis broker", "redis", exc)) from None
 
         # ``?prefix=NAME`` names the streams (several pipelines on one server).
         parts = urlsplit(url)
@@ -48,4 +56,4 @@ def open_broker(url: str | None = None, **options) -> Broker:
             options.setdefault("prefix", query.pop("prefix"))
             url = urlunsplit(parts._replace(query=urlencode(query)))
         return RedisBroker(url, **options)
-    raise ValueError(f"unknown broker URL {url!r}: use memory:// or redis://host:port/db")
+    raise TraplineError(f"unknown broker URL {url!r}: use memory:// or redis://HOST:PORT/DB")

@@ -4,6 +4,39 @@ several of them share."""
 from __future__ import annotations
 
 import argparse
+import socket
+
+
+def port_number(text: str) -> int:
+    """argparse type of a TCP port to listen on: an integer from 1 to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return port
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` and listening.
+
+    Raises:
+        TraplineError: the address cannot be used (port in use, unknown host, ...).
+    """
+    from trapline.errors import TraplineError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise TraplineError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                            "choose another --port or --host") from None
+    return sock
 
 
 def add_db_option(p: argparse.ArgumentParser) -> None:

@@ -57,9 +57,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+MATCH_RADIUS_ARCSEC = 20.0
+
+
+def truth_matches(found, truth):
+    """The simulated source nearest each pipeline source: a frame indexed by the
+    pipeline's source_id with the simulator's ``truth_id`` (-1 when none lies within
+    MATCH_RADIUS_ARCSEC) and its ``population`` ("none")."""
+    import numpy as np
+    import pandas as pd
+
+    from trapline.pipeline.geometry import separation_deg
+
+    ids, populations = [], []
+    for row in found.itertuples():
+        distance = separation_deg(row.ra, row.dec, truth.ra.to_numpy(), truth.dec.to_numpy())
+        nearest = int(np.argmin(distance))
+        near = distance[nearest] * 3600.0 < MATCH_RADIUS_ARCSEC
+        ids.append(int(truth.source_id.iloc[nearest]) if near else -1)
+        populations.append(truth.population.iloc[nearest] if near else "none")
+    return pd.DataFrame({"truth_id": ids, "population": populations},
+                        index=pd.Index(found.source_id.to_numpy(), name="source_id"))
+
+
 def _compare_with_truth(url: str, sources_csv: Path) -> None:
     """What the pipeline flagged, next to what the simulation put there."""
-    import numpy as np
     import pandas as pd
 
     import trapline
@@ -67,17 +89,17 @@ def _compare_with_truth(url: str, sources_csv: Path) -> None:
     run = trapline.open(url)
     found, candidates = run.sources(), run.candidates()
     truth = pd.read_csv(sources_csv)
-    cosd = np.cos(np.radians(truth.dec.to_numpy()))
-    population = {}
-    for row in found.itertuples():
-        d = np.hypot((truth.ra.to_numpy() - row.ra) * cosd, truth.dec.to_numpy() - row.dec)
-        population[row.source_id] = truth.population.iloc[int(np.argmin(d))] \
-            if d.min() * 3600 < 20 else "none"
+    matches = truth_matches(found, truth)
+    population = matches.population
     flagged = candidates.drop_duplicates(["source_id", "kind"])
-    print("\ncandidates (first image flagged) and what the simulation put there:")
+    print("\ncandidates (first image flagged) and the simulated source at that position "
+          f"(truth id in {sources_csv.name}; -1: none within {MATCH_RADIUS_ARCSEC:g} arcsec):")
+    print(f"  {'pipeline id':>11s}  {'truth id':>8s}  {'kind':8s} {'level':8s} "
+          f"{'time':23s}  {'significance':>12s}  truth")
     for row in flagged.sort_values("time").itertuples():
-        print(f"  source {row.source_id:4d}  {row.kind:8s} {row.level:8s} {row.time}  "
-              f"significance {row.significance:7.1f}  truth: {population[row.source_id]}")
+        match = matches.loc[row.source_id]
+        print(f"  {row.source_id:11d}  {match.truth_id:8d}  {row.kind:8s} {row.level:8s} "
+              f"{row.time!s:23s}  {row.significance:12.1f}  {match.population}")
     new = flagged[flagged.kind == "new"].source_id
     variable = flagged[flagged.kind == "variable"].source_id
     n_transients = int((truth.population == "transient").sum())

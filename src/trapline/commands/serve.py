@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from trapline.errors import TraplineError
+from trapline.commands import listening_socket, port_number
+from trapline.errors import TraplineError, install_hint
 
 HELP = "Serve the web interface and JSON API of a stored run (FastAPI, 127.0.0.1 by default)."
 
@@ -16,7 +17,7 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="database: SQLAlchemy URL or SQLite file (default trapline.sqlite here)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     p.add_argument("--token", default=None,
                    help="token needed to change the monitoring list (default: the "
                         "TRAPLINE_TOKEN environment variable; none: read only)")
@@ -34,16 +35,17 @@ def run(args: argparse.Namespace) -> int:
 
         from trapline.web import create_app
     except ImportError as exc:
-        raise TraplineError(
-            f"the web interface needs extra packages ({exc.name} is missing): "
-            "pip install 'trapline[web]'") from None
+        raise TraplineError(install_hint("the web interface", "web", exc)) from None
     from trapline.storage import default_url
 
     token = args.token or os.environ.get("TRAPLINE_TOKEN") or None
     app = create_app(args.db or default_url(), token, use_env_token=False,
                      image_root=args.image_root)
+    # Bound here rather than by uvicorn, so a port in use is a one-line error.
+    sock = listening_socket(args.host, args.port)
     where = f"http://{args.host}:{args.port}/"
     writes = "monitoring list writable with the token" if token else "read only (no token)"
     print(f"trapline serve: {where} ({writes})", file=sys.stderr)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    config = uvicorn.Config(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.Server(config).run(sockets=[sock])
     return 0

@@ -10,12 +10,13 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from trapline.errors import ImageError
+from trapline.errors import ImageError, install_hint
 from trapline.image import Beam, Image
 
 
-def read_casa(path: str | Path, beam: Beam | None = None) -> Image:
-    """Read a CASA image directory.
+def read_casa(path: str | Path, beam: Beam | None = None,
+              time_mjd: float | None = None) -> Image:
+    """Read a CASA image directory (``beam``, ``time_mjd`` as for ``read_fits``).
 
     Raises:
         ImageError: ``unreadable`` when python-casacore is missing or the table is bad.
@@ -25,7 +26,7 @@ def read_casa(path: str | Path, beam: Beam | None = None) -> Image:
     except ImportError as exc:
         raise ImageError(
             "unreadable",
-            f"{path}: reading CASA images needs python-casacore (pip install 'trapline[casa]')",
+            f"{path}: {install_hint('reading CASA images', 'casa', exc)}",
         ) from exc
     from trapline.io.fits import read_fits
 
@@ -34,7 +35,7 @@ def read_casa(path: str | Path, beam: Beam | None = None) -> Image:
         with tempfile.TemporaryDirectory() as tmp:
             fits_path = Path(tmp) / "image.fits"
             img.tofits(str(fits_path), velocity=False)
-            loaded = read_fits(fits_path, beam=beam)
+            loaded = read_fits(fits_path, beam=beam, time_mjd=time_mjd)
     except ImageError as exc:
         raise ImageError(exc.reason, str(exc).replace(str(fits_path), str(path))) from exc
     except Exception as exc:  # casacore raises RuntimeError for broken tables

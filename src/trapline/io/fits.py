@@ -25,23 +25,28 @@ _AIPS_BEAM = re.compile(
 )
 
 
-def read_image(path: str | Path, beam: Beam | None = None) -> Image:
-    """Read a FITS file or a CASA image directory (needs python-casacore)."""
+def read_image(path: str | Path, beam: Beam | None = None,
+               time_mjd: float | None = None) -> Image:
+    """Read a FITS file or a CASA image directory (needs python-casacore); ``beam`` and
+    ``time_mjd`` as for :func:`read_fits`."""
     p = Path(path)
     if p.is_dir():
         from trapline.io.casa import read_casa
 
-        return read_casa(p, beam=beam)
-    return read_fits(p, beam=beam)
+        return read_casa(p, beam=beam, time_mjd=time_mjd)
+    return read_fits(p, beam=beam, time_mjd=time_mjd)
 
 
-def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
+def read_fits(path: str | Path, beam: Beam | None = None,
+              time_mjd: float | None = None) -> Image:
     """Read a FITS image; gzip-compressed (``.fits.gz``) and tile-compressed
     (``.fits.fz``) files too.
 
     Args:
         path: the file.
         beam: beam to use when the header has none (from the configuration).
+        time_mjd: observation time (MJD, mid-integration) to use when the header has
+            none (from the configuration); without either the image's time is NaN.
 
     Raises:
         ImageError: reason ``unreadable``, ``no_data``, ``bad_shape``, ``no_wcs``, ``no_beam``.
@@ -58,7 +63,7 @@ def read_fits(path: str | Path, beam: Beam | None = None) -> Image:
         raise ImageError("unreadable", f"{path}: file not found") from exc
     except Exception as exc:  # astropy raises many types for truncated or non-FITS files
         raise ImageError("unreadable", f"{path}: not a readable FITS file ({exc})") from exc
-    return image_from_header(raw, header, path=str(path), beam=beam)
+    return image_from_header(raw, header, path=str(path), beam=beam, time_mjd=time_mjd)
 
 
 def image_hdu(
@@ -77,9 +82,11 @@ def image_hdu(
 
 
 def image_from_header(
-    raw: np.ndarray, header: fits.Header, path: str = "", beam: Beam | None = None
+    raw: np.ndarray, header: fits.Header, path: str = "", beam: Beam | None = None,
+    time_mjd: float | None = None,
 ) -> Image:
-    """Build an Image from a pixel array (FITS axis order) and its header."""
+    """Build an Image from a pixel array (FITS axis order) and its header; ``beam`` and
+    ``time_mjd`` (MJD) stand in for a header without them."""
     data = _squeeze_to_2d(raw, header, path)
     wcs = _celestial_wcs(header, path)
     image_beam = _beam_from_header(header) or beam
@@ -93,11 +100,14 @@ def image_from_header(
     if np.isinf(data).any():  # blank +-inf like NaN (a copy only then)
         data = np.where(np.isinf(data), np.float32(np.nan), data).astype(np.float32)
     integration = float(header.get("EXPTIME", header.get("INTTIME", 0.0)) or 0.0)
+    header_time = _time_mjd(header, integration)
+    if not math.isfinite(header_time) and time_mjd is not None:
+        header_time = float(time_mjd)
     return Image(
         data=data,
         wcs=wcs,
         beam=image_beam,
-        time_mjd=_time_mjd(header, integration),
+        time_mjd=header_time,
         freq_hz=_frequency(header),
         bandwidth_hz=_bandwidth(header),
         integration_s=integration,

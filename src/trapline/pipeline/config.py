@@ -30,6 +30,7 @@ class ImageSection:
     beam_deg: list[float] = field(default_factory=list)
     band_tolerance_hz: float = 1e6
     margin_pixels: int = 0
+    time_mjd: float = 0.0
 
 
 @dataclass
@@ -112,6 +113,8 @@ HELP: dict[str, dict[str, str]] = {
         "beam_deg": "beam [bmaj, bmin, bpa] (deg) for images whose header has none; [] = none",
         "band_tolerance_hz": "images within this of a band's frequency belong to that band (Hz)",
         "margin_pixels": "ignore sources whose brightest pixel is this close to the image edge",
+        "time_mjd": "observation time (MJD, UTC, mid-integration) for images whose header has "
+                    "none (DATE-OBS, MJD-OBS); 0 = none: such images are rejected",
     },
     "quality": {
         "rms_min_jy": "reject images whose median rms is below this (Jy/beam)",
@@ -281,6 +284,7 @@ def _check(c: PipelineConfig) -> None:
     need(e.method in ("moments", "fit"), "[extraction] method must be 'moments' or 'fit'")
     need(len(c.image.beam_deg) in (0, 3), "[image] beam_deg must be [] or [bmaj, bmin, bpa]")
     need(c.image.band_tolerance_hz >= 0, "[image] band_tolerance_hz must be >= 0")
+    need(c.image.time_mjd >= 0, "[image] time_mjd must be >= 0 (0: none)")
     need(c.association.beamwidth_limit > 0, "[association] beamwidth_limit must be > 0")
     need(c.association.de_ruiter_radius > 0, "[association] de_ruiter_radius must be > 0")
     need(c.association.position_sys_err_arcsec >= 0 and c.association.position_sys_err_beams >= 0,

@@ -49,7 +49,7 @@ def measure(source: str | Image, config: PipelineConfig) -> Measured:
     try:
         if isinstance(source, str):
             beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
-            image = read_image(source, beam=beam)
+            image = read_image(source, beam=beam, time_mjd=config.image.time_mjd or None)
         else:
             image = source
     except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded rejection

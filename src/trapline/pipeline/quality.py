@@ -17,6 +17,10 @@ from trapline.pipeline.config import QualitySection
 
 def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:
     """Reasons an image is unusable by itself, or None."""
+    if not np.isfinite(image.time_mjd):
+        # Without a time an image cannot be ordered, nor its points put on a lightcurve.
+        return ("no observation time: the header has no usable DATE-OBS or MJD-OBS; set "
+                "[image] time_mjd (MJD) in the configuration")
     data = image.data
     blank = 1.0 - np.count_nonzero(np.isfinite(data)) / max(data.size, 1)
     if blank > q.max_blank_fraction:

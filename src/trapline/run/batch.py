@@ -35,12 +35,15 @@ def timesteps(measured: Iterable[Measured]) -> Iterator[list[Measured]]:
         yield group
 
 
-def sort_by_time(paths: list[str]) -> list[str]:
-    """Order images by observation time (then frequency) read from their headers; files
-    whose header cannot be read keep their place at the end (they will be rejected)."""
+def sort_by_time(paths: list[str], time_mjd: float = 0.0) -> list[str]:
+    """Order images by observation time (then frequency) read from their headers, or
+    ``time_mjd`` (``[image] time_mjd``, 0: none) for headers without one; files without
+    a time keep their place at the end (they will be rejected)."""
     keyed = []
     for i, path in enumerate(paths):
         t, f = header_time_freq(path)
+        if not np.isfinite(t) and time_mjd:
+            t = time_mjd
         keyed.append((0 if np.isfinite(t) else 1, t if np.isfinite(t) else 0.0, f, i, path))
     keyed.sort()
     return [k[-1] for k in keyed]
@@ -86,7 +89,7 @@ def run_files(inputs: list[str], db_url: str | None = None,
     With ``scheduler`` (a Dask distributed address) the measuring runs on its workers;
     with ``broker`` (e.g. ``redis://``) every channel is published there too;
     ``plugins`` are fed in this process after each timestep."""
-    paths = sort_by_time(find_images(inputs))
+    paths = sort_by_time(find_images(inputs), (config or PipelineConfig()).image.time_mjd)
     with Store(db_url) as store:
         store.upgrade()
         shared = open_broker(broker) if broker else None

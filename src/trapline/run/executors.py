@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 
-from trapline.errors import TraplineError
+from trapline.errors import TraplineError, install_hint
 from trapline.image import Image
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.measure import Measured, measure
@@ -33,8 +33,7 @@ def connect(address: str, timeout_s: float = 5.0):
     try:
         from distributed import Client
     except ImportError as exc:
-        raise TraplineError(
-            "--scheduler needs Dask distributed: pip install 'trapline[distributed]'") from exc
+        raise TraplineError(install_hint("--scheduler (Dask)", "distributed", exc)) from exc
     try:
         client = Client(address, timeout=timeout_s)
     except (OSError, TimeoutError) as exc:

@@ -41,8 +41,10 @@ class RunSummary:
 
     @property
     def failed(self) -> bool:
-        """Something the user must act on: images not stored, or none accepted."""
-        return bool(self.storage_errors or self.stopped)
+        """Something the user must act on: images not stored, the run stopped early, or
+        every image rejected (a run that accepted none of its images did not do its job)."""
+        every_rejected = bool(self.rejected) and not self.accepted
+        return bool(self.storage_errors or self.stopped or every_rejected)
 
     def report(self) -> str:
         images = self.accepted + sum(self.rejected.values())

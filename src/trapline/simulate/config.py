@@ -15,6 +15,7 @@ from astropy.wcs import WCS
 
 from trapline.errors import ConfigError
 from trapline.image import FWHM_PER_SIGMA, Beam, PixelBeam, beam_to_pixels
+from trapline.scalars import FloatOrArray, scalar_or_array
 
 DEFAULT_PIXEL_ARCSEC = 10.0
 """Pixel size (arcsec) of a normal (not all-sky) field when none is given."""
@@ -278,15 +279,16 @@ class SimulationConfig:
         wcs.wcs.set()
         return wcs
 
-    def pixels_at(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray,
-                                                                            np.ndarray]:
+    def pixels_at(self, epoch: int, x: FloatOrArray, y: FloatOrArray) -> tuple[FloatOrArray,
+                                                                                FloatOrArray]:
         """Where the sky at pixels (x, y) of epoch 0 lies in the image of ``epoch``
-        (0-based pixels; the same without drift)."""
+        (0-based pixels; the same without drift): floats for scalar input, else arrays."""
         if not self.drift or epoch == 0:
-            return x, y
+            return scalar_or_array(x), scalar_or_array(y)
         ra, dec = self.wcs(0).all_pix2world(x, y, 0)
         with np.errstate(invalid="ignore"):
-            return self.wcs(epoch).all_world2pix(ra, dec, 0)
+            x, y = self.wcs(epoch).all_world2pix(ra, dec, 0)
+        return scalar_or_array(x), scalar_or_array(y)
 
     def pixel_beam(self, wcs: WCS | None = None) -> PixelBeam:
         """The beam in pixels at the field centre (constant over the image: in the SIN

@@ -8,10 +8,12 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from trapline.errors import install_hint
 from trapline.storage.errors import StorageError
 
 DEFAULT_FILE = "trapline.sqlite"
 CONNECT_TIMEOUT_S = 3
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
 def default_url() -> str:
@@ -23,6 +25,9 @@ def normalise_url(url: str | URL) -> URL:
     """A SQLAlchemy URL from ``url``; a bare file path means SQLite.
 
     ``postgresql://`` and ``postgres://`` map to the psycopg 3 driver.
+
+    Raises:
+        StorageError: not a URL, or a database other than SQLite and PostgreSQL.
     """
     if isinstance(url, URL):
         parsed = url
@@ -35,6 +40,9 @@ def normalise_url(url: str | URL) -> URL:
             raise StorageError(f"not a database URL: {url!r} ({exc})") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise StorageError(f"unsupported database URL {describe(parsed)}: use a SQLite file, "
+                           "sqlite:///FILE or postgresql://USER@HOST/DB")
     return parsed
 
 
@@ -65,13 +73,14 @@ def make_engine(url: str | URL, must_exist: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if backend == "postgresql":
+    try:
         return create_engine(
             url,
             pool_pre_ping=True,
             connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "trapline"},
         )
-    return create_engine(url, pool_pre_ping=True)
+    except ImportError as exc:  # the driver: psycopg is an extra
+        raise StorageError(install_hint("PostgreSQL", "postgres", exc)) from None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

@@ -14,13 +14,15 @@ import astropy.units as u
 import numpy as np
 from astropy_healpix import HEALPix
 
+from trapline.scalars import FloatOrArray, scalar_or_array
 from trapline.storage.models import HEALPIX_LEVEL
 
 NSIDE = 2**HEALPIX_LEVEL
 
 
-def healpix_index(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
-    """NESTED HEALPix index at nside 2**16 of positions (deg); -1 where not finite."""
+def healpix_index(ra: FloatOrArray, dec: FloatOrArray) -> int | np.ndarray:
+    """NESTED HEALPix index at nside 2**16 of positions (deg); -1 where not finite. An
+    int for scalar input, else an int64 array."""
     ra = np.asarray(ra, dtype=float)
     dec = np.asarray(dec, dtype=float)
     index = np.full(ra.shape, -1, dtype=np.int64)
@@ -28,7 +30,7 @@ def healpix_index(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     if ok.any():
         hp = HEALPix(NSIDE, order="nested")
         index[ok] = hp.lonlat_to_healpix(ra[ok] * u.deg, np.clip(dec[ok], -90, 90) * u.deg)
-    return index
+    return int(index) if index.ndim == 0 else index
 
 
 def cone_level(radius_deg: float) -> int:
@@ -88,11 +90,12 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
     return ranges
 
 
-def separation_deg(ra1, dec1, ra2, dec2) -> np.ndarray:
-    """Angular distance (deg) between positions (deg); Vincenty, exact at all scales."""
+def separation_deg(ra1, dec1, ra2, dec2) -> FloatOrArray:
+    """Angular distance (deg) between positions (deg); Vincenty, exact at all scales. A
+    float for scalar input."""
     l1, b1, l2, b2 = (np.radians(np.asarray(x, dtype=float)) for x in (ra1, dec1, ra2, dec2))
     dl = l2 - l1
     sb1, cb1, sb2, cb2 = np.sin(b1), np.cos(b1), np.sin(b2), np.cos(b2)
     num = np.hypot(cb2 * np.sin(dl), cb1 * sb2 - sb1 * cb2 * np.cos(dl))
     den = sb1 * sb2 + cb1 * cb2 * np.cos(dl)
-    return np.degrees(np.arctan2(num, den))
+    return scalar_or_array(np.degrees(np.arctan2(num, den)))
