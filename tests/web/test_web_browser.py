@@ -161,3 +161,25 @@ def test_monitoring_list_add_and_remove_with_and_without_token(page):
     row.locator("button").click()
     sync_api.expect(page.locator("#flash")).to_contain_text("removed monitor")
     sync_api.expect(page.locator("#monitors td.name", has_text="browser test")).to_have_count(0)
+
+
+def test_etav_histograms_with_fitted_gaussians_and_derived_thresholds(page):
+    page.goto("/etav")
+    page.wait_for_selector("#plot-etav .main-svg")
+    # marginal histograms: log eta on top (x, y2), log V on the right (x2, y), each a
+    # step histogram and its fitted Gaussian
+    for subplot in ("xy2", "x2y"):
+        traces = page.locator(f"#plot-etav .subplot.{subplot} .scatterlayer .trace")
+        sync_api.expect(traces).to_have_count(2)
+        assert page.locator(f"#plot-etav .subplot.{subplot} .scatterlayer path.js-line"
+                            ).count() == 2
+    sync_api.expect(page.locator("#etav-fit")).to_contain_text("log η")
+    run_eta = float(page.input_value("#eta-threshold"))
+    data = page.evaluate("() => fetch('/etav?format=json&use=derived&n_sigma=3')"
+                         ".then((r) => r.json())")
+    page.fill("#n-sigma", "3")
+    page.select_option("#threshold-use", "derived")
+    sync_api.expect(page.locator("#eta-threshold")).to_have_value(str(data["eta_threshold"]))
+    assert float(page.input_value("#eta-threshold")) != run_eta
+    sync_api.expect(page).to_have_url(re.compile(r"use=derived"))
+    shot(page, "etav_derived")

@@ -85,7 +85,29 @@ const trapline = (() => {
       // an empty field: the server's default, the run's own threshold
       if (el("eta").value !== "") q.set("eta", el("eta").value);
       if (el("v").value !== "") q.set("v", el("v").value);
+      if (el("nSigma").value !== "") q.set("n_sigma", el("nSigma").value);
+      if (el("use").value !== "run") q.set("use", el("use").value);
       return q;
+    };
+    // a histogram of log10(values) drawn as steps, and the fitted Gaussian over it
+    const logHistogram = (values, fit) => {
+      const logs = values.filter((x) => x > 0).map(Math.log10);
+      if (!logs.length) return null;
+      const lo = Math.min(...logs), hi = Math.max(...logs);
+      const nb = Math.max(5, Math.min(60, Math.round(Math.sqrt(logs.length))));
+      const width = (hi - lo) / nb || 1;
+      const counts = new Array(nb).fill(0);
+      for (const x of logs) counts[Math.min(nb - 1, Math.floor((x - lo) / width))] += 1;
+      const centres = counts.map((_, i) => 10 ** (lo + (i + 0.5) * width));
+      let curve = null;
+      if (fit) {
+        const {mu, sigma} = fit.gauss, grid = [];
+        for (let i = 0; i <= 120; i++) grid.push(lo - width + (hi - lo + 2 * width) * i / 120);
+        const scale = fit.n * width / (sigma * Math.sqrt(2 * Math.PI));
+        curve = {at: grid.map((x) => 10 ** x),
+                 y: grid.map((x) => scale * Math.exp(-0.5 * ((x - mu) / sigma) ** 2))};
+      }
+      return {centres, counts, curve};
     };
     const redraw = () => {
       if (!data) return;
@@ -117,14 +139,40 @@ const trapline = (() => {
                      mode: "markers", name: `source ${highlight}`, customdata: hi.map(() => highlight),
                      marker: {size: 14, color: "rgba(0,0,0,0)", line: {color: "#000", width: 2}}});
       }
+      const fit = data.derived;
+      const histEta = logHistogram(data.eta, fit && {gauss: fit.log_eta, n: fit.n_sources});
+      const histV = logHistogram(data.v, fit && {gauss: fit.log_v, n: fit.n_sources});
+      const step = {mode: "lines", type: "scatter", line: {shape: "hvh", color: "#555"},
+                    hoverinfo: "skip", showlegend: false};
+      const gauss = {mode: "lines", type: "scatter", line: {color: "#2ca02c"},
+                     hoverinfo: "skip", showlegend: false};
+      if (histEta) {
+        traces.push({...step, name: "log η histogram", x: histEta.centres, y: histEta.counts,
+                     xaxis: "x", yaxis: "y2"});
+        if (histEta.curve) traces.push({...gauss, name: "log η Gaussian", x: histEta.curve.at,
+                                        y: histEta.curve.y, xaxis: "x", yaxis: "y2"});
+      }
+      if (histV) {
+        traces.push({...step, name: "log V histogram", y: histV.centres, x: histV.counts,
+                     xaxis: "x2", yaxis: "y"});
+        if (histV.curve) traces.push({...gauss, name: "log V Gaussian", y: histV.curve.at,
+                                      x: histV.curve.y, xaxis: "x2", yaxis: "y"});
+      }
+      el("fit").textContent = fit ? ` (${fit.n_sources} sources: log η ${fit.log_eta.mu.toFixed(2)} ± ` +
+        `${fit.log_eta.sigma.toFixed(2)}, log V ${fit.log_v.mu.toFixed(2)} ± ${fit.log_v.sigma.toFixed(2)};` +
+        ` thresholds η ${fit.eta_threshold.toPrecision(3)}, V ${fit.v_threshold.toPrecision(3)})` :
+        " (too few sources to fit)";
       const shapes = [
         {type: "line", xref: "x", yref: "paper", x0: eta, x1: eta, y0: 0, y1: 1,
          line: {color: "#d62728", dash: "dash"}},
         {type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: v, y1: v,
          line: {color: "#d62728", dash: "dash"}}];
       Plotly.react(ids.plot, traces, layout({
-        xaxis: {title: {text: "η (integrated flux)"}, type: "log"},
-        yaxis: {title: {text: "V (integrated flux)"}, type: "log"}, shapes, hovermode: "closest"}),
+        xaxis: {title: {text: "η (integrated flux)"}, type: "log", domain: [0, 0.8]},
+        yaxis: {title: {text: "V (integrated flux)"}, type: "log", domain: [0, 0.8]},
+        yaxis2: {domain: [0.83, 1], title: {text: "sources"}},
+        xaxis2: {domain: [0.83, 1], title: {text: "sources"}},
+        shapes, hovermode: "closest"}),
         config);
       const plot = document.getElementById(ids.plot);
       if (!plot.dataset.bound) {
@@ -141,7 +189,17 @@ const trapline = (() => {
       const q = params(); q.set("format", "json");
       fetch(`/etav?${q}`).then((r) => r.json()).then((d) => { data = d; redraw(); });
     };
-    el("band").addEventListener("change", load);
+    // choosing run's or derived thresholds (or N) fills the threshold fields anew
+    const choose = () => {
+      el("eta").value = ""; el("v").value = "";
+      const q = params(); q.set("format", "json");
+      fetch(`/etav?${q}`).then((r) => r.json()).then((d) => {
+        data = d; el("eta").value = d.eta_threshold; el("v").value = d.v_threshold; redraw();
+      });
+    };
+    el("use").addEventListener("change", choose);
+    el("nSigma").addEventListener("change", choose);
+    el("band").addEventListener("change", () => (el("use").value === "derived" ? choose() : load()));
     el("eta").addEventListener("input", redraw);
     el("v").addEventListener("input", redraw);
     load();
