@@ -11,7 +11,7 @@ import pytest
 TOKEN = "test-token-123"  # as in conftest.py
 
 PAGES = ["/", "/images", "/sources", "/etav", "/candidates", "/cone?ra=150&dec=30&radius=0.5",
-         "/monitors", "/api"]
+         "/monitors", "/api", "/live"]
 
 
 @pytest.fixture

@@ -42,8 +42,8 @@ def finite(**kw: Any) -> Any:
 
 NAV = [
     ("/", "Overview"), ("/images", "Images"), ("/sources", "Sources"), ("/etav", "η–V"),
-    ("/candidates", "Candidates"), ("/cone", "Cone search"), ("/monitors", "Monitoring"),
-    ("/api", "API"),
+    ("/candidates", "Candidates"), ("/live", "Live"), ("/cone", "Cone search"),
+    ("/monitors", "Monitoring"), ("/api", "API"),
 ]  # fmt: skip
 
 TABLE_DOWNLOADS = export.EXPORTS
@@ -366,6 +366,21 @@ def candidates(request: Request, conn: Conn, format: FormatQ = "html", page: Pag
             "significance": SIGNIFICANCE}
     return render(request, format, "candidates.html", data, result.rows,
                   "candidates", page=result, sorts=list(queries.CANDIDATE_SORTS), kind=kind)
+
+
+LIVE_POLL_S = 3.0  # how often the live page asks for new candidates (s)
+
+
+@router.get("/live", summary="The newest candidates; the page polls this JSON to update")
+def live(request: Request, conn: Conn, format: FormatQ = "html",
+         limit: Annotated[int, Query(ge=1, le=500, description="candidates shown")] = 50
+         ) -> Response:
+    result = queries.candidates(conn, 1, limit, "time", "desc")
+    rows = [{**r, "position": sexagesimal(r["ra"], r["dec"])
+             if r["ra"] is not None and r["dec"] is not None else None} for r in result.rows]
+    data = {"rows": rows, "total": result.total, "poll_s": LIVE_POLL_S,
+            "significance": SIGNIFICANCE}
+    return render(request, format, "live.html", data, rows, "live")
 
 
 @router.get("/cone", summary="Sources within a radius of a position (HEALPix index)")

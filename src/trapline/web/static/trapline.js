@@ -205,5 +205,33 @@ const trapline = (() => {
     load();
   }
 
-  return {overviewPlots, lightcurvePlot, etavPage};
+  // The live candidates table: the JSON twin polled every pollS seconds, rows redrawn
+  // newest first, rows not seen before marked "fresh".
+  function livePage(ids) {
+    const table = document.getElementById(ids.table), status = document.getElementById(ids.status);
+    const seen = new Set([...table.querySelectorAll("tbody tr[data-id]")].map((r) => r.dataset.id));
+    const esc = (x) => String(x ?? "–").replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+    const num = (x, d) => (x === null || x === undefined ? "–" : Number(x).toPrecision(d));
+    const row = (c) => {
+      const fresh = !seen.has(String(c.candidate_id));
+      return `<tr class="cand-${esc(c.kind)}${fresh ? " fresh" : ""}" data-id="${c.candidate_id}">` +
+        `<td>${c.candidate_id}</td><td>${esc(c.time)}</td><td>${esc(c.kind)}</td><td>${esc(c.level)}</td>` +
+        `<td><a class="source-link" href="/sources/${c.source_id}">${c.source_id}</a></td>` +
+        `<td>${esc(c.band)}</td><td>${num(c.significance, 3)}</td><td>${num(c.ra, 8)}</td>` +
+        `<td>${num(c.dec, 8)}</td><td>${esc(c.position)}</td></tr>`;
+    };
+    const poll = () => {
+      fetch(`/live?format=json&limit=${ids.limit}`).then((r) => r.json()).then((d) => {
+        const body = table.querySelector("tbody");
+        body.innerHTML = d.rows.length ? d.rows.map(row).join("") :
+          "<tr class='empty'><td colspan='10'>no candidates yet</td></tr>";
+        for (const c of d.rows) seen.add(String(c.candidate_id));
+        status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+      }).catch(() => { status.textContent = "server unreachable, retrying"; })
+        .finally(() => setTimeout(poll, ids.pollS * 1000));
+    };
+    setTimeout(poll, ids.pollS * 1000);
+  }
+
+  return {overviewPlots, lightcurvePlot, etavPage, livePage};
 })();
