@@ -4,6 +4,7 @@ live server on 127.0.0.1 in a background thread."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -60,13 +61,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def live_server(web_run):
-    """Base URL of the app served by uvicorn on 127.0.0.1 (background thread)."""
+@contextlib.contextmanager
+def serve(url: str):
+    """Serve the app on ``url``'s database with uvicorn on 127.0.0.1 (background
+    thread); yields the base URL."""
     uvicorn = pytest.importorskip("uvicorn")
     from trapline.web import create_app
 
-    app = create_app(web_run, TOKEN, use_env_token=False)
+    app = create_app(url, TOKEN, use_env_token=False)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -76,6 +78,21 @@ def live_server(web_run):
         if time.time() > deadline or not thread.is_alive():
             pytest.fail("the web server did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server():
+    """:func:`serve`, for tests that serve a database of their own."""
+    return serve
+
+
+@pytest.fixture(scope="session")
+def live_server(web_run):
+    """Base URL of the app served by uvicorn on 127.0.0.1 (background thread)."""
+    with serve(web_run) as base:
+        yield base

@@ -4,12 +4,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
+
+from trapline.positions import sexagesimal
 
 TOKEN = "test-token-123"  # as in conftest.py
 CHROMIUM = os.environ.get("TRAPLINE_CHROMIUM", "/usr/bin/chromium")
@@ -34,6 +38,13 @@ def browser():
 @pytest.fixture
 def page(browser, live_server):
     """A page that fails the test on JavaScript errors or requests leaving the host."""
+    with checked_page(browser, live_server) as page:
+        yield page
+
+
+@contextlib.contextmanager
+def checked_page(browser, live_server: str):
+    """A page on ``live_server`` that fails on JavaScript errors or requests leaving it."""
     context = browser.new_context(viewport={"width": 1300, "height": 900},
                                   base_url=live_server)
     page = context.new_page()
@@ -161,3 +172,73 @@ def test_monitoring_list_add_and_remove_with_and_without_token(page):
     row.locator("button").click()
     sync_api.expect(page.locator("#flash")).to_contain_text("removed monitor")
     sync_api.expect(page.locator("#monitors td.name", has_text="browser test")).to_have_count(0)
+
+
+def test_etav_histograms_with_fitted_gaussians_and_derived_thresholds(page):
+    page.goto("/etav")
+    page.wait_for_selector("#plot-etav .main-svg")
+    # marginal histograms: log eta on top (x, y2), log V on the right (x2, y), each a
+    # step histogram and its fitted Gaussian
+    for subplot in ("xy2", "x2y"):
+        traces = page.locator(f"#plot-etav .subplot.{subplot} .scatterlayer .trace")
+        sync_api.expect(traces).to_have_count(2)
+        assert page.locator(f"#plot-etav .subplot.{subplot} .scatterlayer path.js-line"
+                            ).count() == 2
+    sync_api.expect(page.locator("#etav-fit")).to_contain_text("log η")
+    run_eta = float(page.input_value("#eta-threshold"))
+    data = page.evaluate("() => fetch('/etav?format=json&use=derived&n_sigma=3')"
+                         ".then((r) => r.json())")
+    page.fill("#n-sigma", "3")
+    page.select_option("#threshold-use", "derived")
+    sync_api.expect(page.locator("#eta-threshold")).to_have_value(str(data["eta_threshold"]))
+    assert float(page.input_value("#eta-threshold")) != run_eta
+    sync_api.expect(page).to_have_url(re.compile(r"use=derived"))
+    shot(page, "etav_derived")
+
+
+def test_live_page_shows_a_new_candidate_without_reloading(browser, web_run, server, tmp_path):
+    """The live page polls: a candidate written after it opened appears by itself."""
+    from sqlalchemy import create_engine, func, insert, select
+
+    from trapline.storage import models
+
+    copy = tmp_path / "run.sqlite"  # this test writes: keep the shared run untouched
+    shutil.copy(web_run.removeprefix("sqlite:///"), copy)
+    url = f"sqlite:///{copy}"
+    with server(url) as base, checked_page(browser, base) as page:
+        page.goto("/")
+        page.click("header nav >> text=Live")
+        sync_api.expect(page.locator("h1")).to_contain_text("Live candidates")
+        rows = page.locator("#live tbody tr[data-id]")
+        before = rows.count()
+        assert before > 0
+        page.evaluate("() => { window.notReloaded = true; }")
+        engine = create_engine(url)
+        with engine.begin() as conn:
+            C = models.Candidate
+            newest = conn.execute(select(C).order_by(C.time_mjd.desc())).first()
+            source = conn.execute(select(models.Source.source_id, models.Source.ra,
+                                         models.Source.dec)
+                                  .where(models.Source.source_id != newest.source_id)).first()
+            new_id = conn.execute(select(func.max(C.candidate_id))).scalar() + 1
+            conn.execute(insert(C).values(
+                candidate_id=new_id, source_id=source.source_id, image_id=newest.image_id,
+                kind="new", level="alert", band=newest.band,
+                time_mjd=newest.time_mjd + 1.0 / 86400, significance=42.5,
+                flux=0.1, limit=0.01))
+        engine.dispose()
+        written = time.monotonic()
+        first = page.locator("#live tbody tr").first
+        sync_api.expect(first).to_have_attribute("data-id", str(new_id), timeout=10_000)
+        waited = time.monotonic() - written
+        assert waited < 8.0
+        assert page.evaluate("() => window.notReloaded") is True  # updated in place
+        cells = first.locator("td").all_inner_texts()
+        assert cells[0] == str(new_id) and cells[2] == "new" and cells[3] == "alert"
+        assert cells[6] == "42.5"
+        assert cells[9] == sexagesimal(source.ra, source.dec)
+        assert "fresh" in (first.get_attribute("class") or "")
+        assert rows.count() == before + 1
+        first.locator("a.source-link").click()
+        sync_api.expect(page.locator("h1")).to_contain_text(f"Source {source.source_id}")
+        shot(page, "live")

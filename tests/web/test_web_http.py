@@ -11,7 +11,7 @@ import pytest
 TOKEN = "test-token-123"  # as in conftest.py
 
 PAGES = ["/", "/images", "/sources", "/etav", "/candidates", "/cone?ra=150&dec=30&radius=0.5",
-         "/monitors", "/api"]
+         "/monitors", "/api", "/live"]
 
 
 @pytest.fixture
@@ -117,6 +117,35 @@ def test_etav_data(client):
     assert n > 0 and all(len(data[k]) == n for k in ("eta", "v", "band", "n"))
     assert set(data["band"]) == {0} and min(data["eta"]) > 0
     assert client.get("/etav.csv").text.startswith("source_id,band,eta,v,n")
+
+
+def test_etav_derived_thresholds_in_the_json_twin(client):
+    import numpy as np
+
+    from trapline.pipeline.thresholds import fit_log_gaussian
+
+    run = client.get("/etav.json").json()
+    assert run["use"] == "run"
+    assert (run["eta_threshold"], run["v_threshold"]) == (
+        run["run_thresholds"]["eta_threshold"], run["run_thresholds"]["v_threshold"])
+    fit = run["derived"]
+    enough = np.array(run["n"]) >= run["run_thresholds"]["min_points"]
+    assert fit["n_sources"] == enough.sum() > 3
+    for key, col in (("log_eta", "eta"), ("log_v", "v")):
+        mu, sigma = fit_log_gaussian(np.array(run[col])[enough])
+        assert (fit[key]["mu"], fit[key]["sigma"]) == pytest.approx((mu, sigma), rel=1e-12)
+    assert fit["eta_threshold"] == pytest.approx(
+        10 ** (fit["log_eta"]["mu"] + 2 * fit["log_eta"]["sigma"]), rel=1e-12)
+    three = client.get("/etav.json?use=derived&n_sigma=3").json()
+    assert three["use"] == "derived" and three["derived"]["n_sigma"] == 3
+    assert three["eta_threshold"] == pytest.approx(
+        10 ** (fit["log_eta"]["mu"] + 3 * fit["log_eta"]["sigma"]), rel=1e-12)
+    assert three["v_threshold"] == pytest.approx(
+        10 ** (fit["log_v"]["mu"] + 3 * fit["log_v"]["sigma"]), rel=1e-12)
+    assert three["run_thresholds"] == run["run_thresholds"]
+    # a typed threshold still wins over either default
+    assert client.get("/etav.json?use=derived&eta=7").json()["eta_threshold"] == 7
+    assert client.get("/etav.json?use=fitted").status_code == 422
 
 
 def test_candidates_newest_first(client):

@@ -44,6 +44,10 @@ class QualitySection:
     beam_max_pixels: float = 100.0
     beam_max_ratio: float = 10.0
     max_blank_fraction: float = 0.9
+    bright_sources: list[str] = field(default_factory=lambda: [
+        "CasA", "CygA", "TauA", "VirA", "HerA", "Sun", "Jupiter"])
+    bright_source_min_deg: float = 10.0
+    bright_source_max_radius_deg: float = 45.0
 
 
 @dataclass
@@ -126,6 +130,11 @@ HELP: dict[str, dict[str, str]] = {
         "beam_max_pixels": "reject images whose beam major axis FWHM is above this (pixels)",
         "beam_max_ratio": "reject images whose beam axis ratio is above this",
         "max_blank_fraction": "reject images with more than this fraction of blanked pixels",
+        "bright_sources": "reject images centred near these: CasA, CygA, TauA, VirA, HerA, "
+                          "Sun, Jupiter (the last two at the image's time); [] = none",
+        "bright_source_min_deg": "... closer than this to the field centre (deg; 0: never)",
+        "bright_source_max_radius_deg": "... unless the field radius is above this (deg): "
+                                        "all-sky images always hold the A-team",
     },
     "association": {
         "beamwidth_limit": "candidates lie within this many beam semi-major axes",
@@ -283,6 +292,12 @@ def _check(c: PipelineConfig) -> None:
     need(e.grid >= 4, "[extraction] grid must be at least 4 pixels")
     need(e.method in ("moments", "fit"), "[extraction] method must be 'moments' or 'fit'")
     need(len(c.image.beam_deg) in (0, 3), "[image] beam_deg must be [] or [bmaj, bmin, bpa]")
+    from trapline.pipeline.quality import BRIGHT_SOURCES
+
+    unknown = [n for n in c.quality.bright_sources
+               if not isinstance(n, str) or n not in BRIGHT_SOURCES]
+    need(not unknown, f"[quality] bright_sources: unknown {unknown}; "
+                      f"choose from {list(BRIGHT_SOURCES)}")
     need(c.image.band_tolerance_hz >= 0, "[image] band_tolerance_hz must be >= 0")
     need(c.image.time_mjd >= 0, "[image] time_mjd must be >= 0 (0: none)")
     need(c.association.beamwidth_limit > 0, "[association] beamwidth_limit must be > 0")

@@ -7,12 +7,31 @@ the recent history of its band (run in order, in the associating process).
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from functools import lru_cache
 
 import numpy as np
 
 from trapline.image import Image
 from trapline.pipeline.config import QualitySection
+from trapline.pipeline.geometry import separation_deg
+from trapline.pipeline.ingest import footprint
+
+# Bright sources whose sidelobes spoil a field centred near them, as TraP's bright-source
+# check has them (tkp/quality/brightsource.py, J2000 positions in radians there; these
+# are the same positions in degrees, matching SIMBAD's to an arc second or so).
+# Name -> (display name, RA, Dec in deg ICRS); None: a solar-system body, placed by
+# astropy's built-in ephemeris at the image's time.
+BRIGHT_SOURCES: dict[str, tuple[str, float, float] | None] = {
+    "CasA": ("Cas A", 350.85000, 58.81500),     # 23:23:24.0 +58:48:54
+    "CygA": ("Cyg A", 299.86815, 40.73392),     # 19:59:28.4 +40:44:02
+    "TauA": ("Tau A", 83.63321, 22.01447),      # 05:34:32.0 +22:00:52
+    "VirA": ("Vir A", 187.70593, 12.39112),     # 12:30:49.4 +12:23:28
+    "HerA": ("Her A", 252.78375, 4.99250),      # 16:51:08.1 +04:59:33
+    "Sun": None,
+    "Jupiter": None,
+}
 
 
 def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:
@@ -39,7 +58,56 @@ def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | No
         return f"beam oversampled: major axis {fwhm_maj:.1f} px > {q.beam_max_pixels} px"
     if fwhm_maj / fwhm_min > q.beam_max_ratio:
         return f"beam elongated: axis ratio {fwhm_maj / fwhm_min:.1f} > {q.beam_max_ratio}"
-    return None
+    return bright_source_check(image, q)
+
+
+def bright_source_check(image: Image, q: QualitySection) -> str | None:
+    """TraP's bright-source check: the nearest of ``q.bright_sources`` closer than
+    ``q.bright_source_min_deg`` to the field centre, or None.
+
+    Skipped for fields of radius above ``q.bright_source_max_radius_deg`` (an all-sky
+    image always holds Cas A; TraP runs the check on LOFAR images only). The Sun and
+    Jupiter are placed at the image's time; with no time known they are left out.
+    """
+    if not q.bright_sources or q.bright_source_min_deg <= 0:
+        return None
+    fp = footprint(image)
+    if fp.radius_deg > q.bright_source_max_radius_deg:
+        return None
+    near: list[tuple[float, str]] = []
+    for name in q.bright_sources:
+        known = BRIGHT_SOURCES[name]
+        if known is None:
+            if not math.isfinite(image.time_mjd):
+                continue
+            label, (ra, dec) = name, body_position(name.lower(), image.time_mjd)
+        else:
+            label, ra, dec = known
+        sep = float(separation_deg(fp.ra, fp.dec, ra, dec))
+        if sep < q.bright_source_min_deg:
+            near.append((sep, label))
+    if not near:
+        return None
+    sep, label = min(near)
+    return (f"bright source: {label} {sep:.1f} deg from the field centre "
+            f"(limit {q.bright_source_min_deg:g})")
+
+
+def body_position(body: str, time_mjd: float) -> tuple[float, float]:
+    """Geocentric RA, Dec (deg, GCRS: within aberration's 20 arcsec of ICRS) of a
+    solar-system body at ``time_mjd`` (MJD, UTC), from astropy's built-in ephemeris
+    (no download). Cached per minute: the Sun moves under a milli-degree in one."""
+    return _body_position(body, round(time_mjd * 1440.0))
+
+
+@lru_cache(maxsize=256)
+def _body_position(body: str, minute: int) -> tuple[float, float]:
+    from astropy.coordinates import get_body, solar_system_ephemeris
+    from astropy.time import Time
+
+    with solar_system_ephemeris.set("builtin"):
+        pos = get_body(body, Time(minute / 1440.0, format="mjd", scale="utc"))
+    return float(pos.ra.deg), float(pos.dec.deg)
 
 
 class RmsHistory:

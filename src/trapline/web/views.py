@@ -42,8 +42,8 @@ def finite(**kw: Any) -> Any:
 
 NAV = [
     ("/", "Overview"), ("/images", "Images"), ("/sources", "Sources"), ("/etav", "η–V"),
-    ("/candidates", "Candidates"), ("/cone", "Cone search"), ("/monitors", "Monitoring"),
-    ("/api", "API"),
+    ("/candidates", "Candidates"), ("/live", "Live"), ("/cone", "Cone search"),
+    ("/monitors", "Monitoring"), ("/api", "API"),
 ]  # fmt: skip
 
 TABLE_DOWNLOADS = export.EXPORTS
@@ -305,25 +305,55 @@ def source_cutout(request: Request, conn: Conn, source_id: IdPath,
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
+def derived_fit(cols: dict[str, list], min_points: int, n_sigma: float) -> dict | None:
+    """Sigma-clipped Gaussian fits to log10 eta and log10 V of the sources with at least
+    ``min_points`` points, and the thresholds mean + ``n_sigma`` sigma (Rowlinson et
+    al. 2019); None when too few sources to fit."""
+    import numpy as np
+
+    from trapline.pipeline.thresholds import derived_thresholds, fit_log_gaussian
+
+    enough = np.asarray(cols["n"], int) >= min_points
+    eta = np.asarray(cols["eta"], float)[enough]
+    v = np.asarray(cols["v"], float)[enough]
+    try:
+        (mu_eta, sigma_eta), (mu_v, sigma_v) = fit_log_gaussian(eta), fit_log_gaussian(v)
+        eta_thr, v_thr = derived_thresholds(eta, v, n_sigma)
+    except ValueError:
+        return None
+    return {"n_sigma": n_sigma, "n_sources": int(enough.sum()),
+            "log_eta": {"mu": mu_eta, "sigma": sigma_eta},
+            "log_v": {"mu": mu_v, "sigma": sigma_v},
+            "eta_threshold": eta_thr, "v_threshold": v_thr}
+
+
 @router.get("/etav", summary="The eta-V diagnostic plane (integrated flux)")
 def etav(request: Request, conn: Conn, format: FormatQ = "html", band: BandQ = None,
          eta: Annotated[float | None, finite(gt=0, le=1e12, description=(
-             "eta threshold (default: the run's)"))] = None,
+             "eta threshold (default: from 'use')"))] = None,
          v: Annotated[float | None, finite(gt=0, le=1e6, description=(
-             "V threshold (default: the run's)"))] = None) -> Response:
+             "V threshold (default: from 'use')"))] = None,
+         use: Annotated[str, Query(pattern="^(run|derived)$", description=(
+             "default thresholds: the run's configuration or derived from the sources' "
+             "distributions (mean + n_sigma sigma of log eta and log V)"))] = "run",
+         n_sigma: Annotated[float, finite(gt=0, le=10, description=(
+             "derived thresholds: this many sigma above the fitted mean"))] = 2.0
+         ) -> Response:
     run = runinfo.thresholds(conn)
-    eta = run["eta_threshold"] if eta is None else eta
-    v = run["v_threshold"] if v is None else v
+    cols = queries.etav(conn, band)
+    fit = derived_fit(cols, run["min_points"], n_sigma)
+    chosen = fit if use == "derived" and fit is not None else run
+    eta = chosen["eta_threshold"] if eta is None else eta
+    v = chosen["v_threshold"] if v is None else v
     if format == "html":  # the page fetches its points from the JSON twin
         return render(request, format, "etav.html", {}, None, bands=queries.bands(conn),
-                      band=band, eta=eta, v=v, run=run)
-    cols = queries.etav(conn, band)
+                      band=band, eta=eta, v=v, run=run, use=use, n_sigma=n_sigma)
     if format == "csv":
         rows = [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(),
                                                                          strict=True)]
         return csv_response(rows, "etav", list(cols))
-    return json_response({"band": band, "eta_threshold": eta, "v_threshold": v,
-                          "run_thresholds": run, **cols})
+    return json_response({"band": band, "use": use, "eta_threshold": eta, "v_threshold": v,
+                          "run_thresholds": run, "derived": fit, **cols})
 
 
 @router.get("/candidates", summary="Transient candidates, newest first")
@@ -336,6 +366,21 @@ def candidates(request: Request, conn: Conn, format: FormatQ = "html", page: Pag
             "significance": SIGNIFICANCE}
     return render(request, format, "candidates.html", data, result.rows,
                   "candidates", page=result, sorts=list(queries.CANDIDATE_SORTS), kind=kind)
+
+
+LIVE_POLL_S = 3.0  # how often the live page asks for new candidates (s)
+
+
+@router.get("/live", summary="The newest candidates; the page polls this JSON to update")
+def live(request: Request, conn: Conn, format: FormatQ = "html",
+         limit: Annotated[int, Query(ge=1, le=500, description="candidates shown")] = 50
+         ) -> Response:
+    result = queries.candidates(conn, 1, limit, "time", "desc")
+    rows = [{**r, "position": sexagesimal(r["ra"], r["dec"])
+             if r["ra"] is not None and r["dec"] is not None else None} for r in result.rows]
+    data = {"rows": rows, "total": result.total, "poll_s": LIVE_POLL_S,
+            "significance": SIGNIFICANCE}
+    return render(request, format, "live.html", data, rows, "live")
 
 
 @router.get("/cone", summary="Sources within a radius of a position (HEALPix index)")

@@ -85,7 +85,29 @@ const trapline = (() => {
       // an empty field: the server's default, the run's own threshold
       if (el("eta").value !== "") q.set("eta", el("eta").value);
       if (el("v").value !== "") q.set("v", el("v").value);
+      if (el("nSigma").value !== "") q.set("n_sigma", el("nSigma").value);
+      if (el("use").value !== "run") q.set("use", el("use").value);
       return q;
+    };
+    // a histogram of log10(values) drawn as steps, and the fitted Gaussian over it
+    const logHistogram = (values, fit) => {
+      const logs = values.filter((x) => x > 0).map(Math.log10);
+      if (!logs.length) return null;
+      const lo = Math.min(...logs), hi = Math.max(...logs);
+      const nb = Math.max(5, Math.min(60, Math.round(Math.sqrt(logs.length))));
+      const width = (hi - lo) / nb || 1;
+      const counts = new Array(nb).fill(0);
+      for (const x of logs) counts[Math.min(nb - 1, Math.floor((x - lo) / width))] += 1;
+      const centres = counts.map((_, i) => 10 ** (lo + (i + 0.5) * width));
+      let curve = null;
+      if (fit) {
+        const {mu, sigma} = fit.gauss, grid = [];
+        for (let i = 0; i <= 120; i++) grid.push(lo - width + (hi - lo + 2 * width) * i / 120);
+        const scale = fit.n * width / (sigma * Math.sqrt(2 * Math.PI));
+        curve = {at: grid.map((x) => 10 ** x),
+                 y: grid.map((x) => scale * Math.exp(-0.5 * ((x - mu) / sigma) ** 2))};
+      }
+      return {centres, counts, curve};
     };
     const redraw = () => {
       if (!data) return;
@@ -117,14 +139,40 @@ const trapline = (() => {
                      mode: "markers", name: `source ${highlight}`, customdata: hi.map(() => highlight),
                      marker: {size: 14, color: "rgba(0,0,0,0)", line: {color: "#000", width: 2}}});
       }
+      const fit = data.derived;
+      const histEta = logHistogram(data.eta, fit && {gauss: fit.log_eta, n: fit.n_sources});
+      const histV = logHistogram(data.v, fit && {gauss: fit.log_v, n: fit.n_sources});
+      const step = {mode: "lines", type: "scatter", line: {shape: "hvh", color: "#555"},
+                    hoverinfo: "skip", showlegend: false};
+      const gauss = {mode: "lines", type: "scatter", line: {color: "#2ca02c"},
+                     hoverinfo: "skip", showlegend: false};
+      if (histEta) {
+        traces.push({...step, name: "log η histogram", x: histEta.centres, y: histEta.counts,
+                     xaxis: "x", yaxis: "y2"});
+        if (histEta.curve) traces.push({...gauss, name: "log η Gaussian", x: histEta.curve.at,
+                                        y: histEta.curve.y, xaxis: "x", yaxis: "y2"});
+      }
+      if (histV) {
+        traces.push({...step, name: "log V histogram", y: histV.centres, x: histV.counts,
+                     xaxis: "x2", yaxis: "y"});
+        if (histV.curve) traces.push({...gauss, name: "log V Gaussian", y: histV.curve.at,
+                                      x: histV.curve.y, xaxis: "x2", yaxis: "y"});
+      }
+      el("fit").textContent = fit ? ` (${fit.n_sources} sources: log η ${fit.log_eta.mu.toFixed(2)} ± ` +
+        `${fit.log_eta.sigma.toFixed(2)}, log V ${fit.log_v.mu.toFixed(2)} ± ${fit.log_v.sigma.toFixed(2)};` +
+        ` thresholds η ${fit.eta_threshold.toPrecision(3)}, V ${fit.v_threshold.toPrecision(3)})` :
+        " (too few sources to fit)";
       const shapes = [
         {type: "line", xref: "x", yref: "paper", x0: eta, x1: eta, y0: 0, y1: 1,
          line: {color: "#d62728", dash: "dash"}},
         {type: "line", xref: "paper", yref: "y", x0: 0, x1: 1, y0: v, y1: v,
          line: {color: "#d62728", dash: "dash"}}];
       Plotly.react(ids.plot, traces, layout({
-        xaxis: {title: {text: "η (integrated flux)"}, type: "log"},
-        yaxis: {title: {text: "V (integrated flux)"}, type: "log"}, shapes, hovermode: "closest"}),
+        xaxis: {title: {text: "η (integrated flux)"}, type: "log", domain: [0, 0.8]},
+        yaxis: {title: {text: "V (integrated flux)"}, type: "log", domain: [0, 0.8]},
+        yaxis2: {domain: [0.83, 1], title: {text: "sources"}},
+        xaxis2: {domain: [0.83, 1], title: {text: "sources"}},
+        shapes, hovermode: "closest"}),
         config);
       const plot = document.getElementById(ids.plot);
       if (!plot.dataset.bound) {
@@ -141,11 +189,49 @@ const trapline = (() => {
       const q = params(); q.set("format", "json");
       fetch(`/etav?${q}`).then((r) => r.json()).then((d) => { data = d; redraw(); });
     };
-    el("band").addEventListener("change", load);
+    // choosing run's or derived thresholds (or N) fills the threshold fields anew
+    const choose = () => {
+      el("eta").value = ""; el("v").value = "";
+      const q = params(); q.set("format", "json");
+      fetch(`/etav?${q}`).then((r) => r.json()).then((d) => {
+        data = d; el("eta").value = d.eta_threshold; el("v").value = d.v_threshold; redraw();
+      });
+    };
+    el("use").addEventListener("change", choose);
+    el("nSigma").addEventListener("change", choose);
+    el("band").addEventListener("change", () => (el("use").value === "derived" ? choose() : load()));
     el("eta").addEventListener("input", redraw);
     el("v").addEventListener("input", redraw);
     load();
   }
 
-  return {overviewPlots, lightcurvePlot, etavPage};
+  // The live candidates table: the JSON twin polled every pollS seconds, rows redrawn
+  // newest first, rows not seen before marked "fresh".
+  function livePage(ids) {
+    const table = document.getElementById(ids.table), status = document.getElementById(ids.status);
+    const seen = new Set([...table.querySelectorAll("tbody tr[data-id]")].map((r) => r.dataset.id));
+    const esc = (x) => String(x ?? "–").replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
+    const num = (x, d) => (x === null || x === undefined ? "–" : Number(x).toPrecision(d));
+    const row = (c) => {
+      const fresh = !seen.has(String(c.candidate_id));
+      return `<tr class="cand-${esc(c.kind)}${fresh ? " fresh" : ""}" data-id="${c.candidate_id}">` +
+        `<td>${c.candidate_id}</td><td>${esc(c.time)}</td><td>${esc(c.kind)}</td><td>${esc(c.level)}</td>` +
+        `<td><a class="source-link" href="/sources/${c.source_id}">${c.source_id}</a></td>` +
+        `<td>${esc(c.band)}</td><td>${num(c.significance, 3)}</td><td>${num(c.ra, 8)}</td>` +
+        `<td>${num(c.dec, 8)}</td><td>${esc(c.position)}</td></tr>`;
+    };
+    const poll = () => {
+      fetch(`/live?format=json&limit=${ids.limit}`).then((r) => r.json()).then((d) => {
+        const body = table.querySelector("tbody");
+        body.innerHTML = d.rows.length ? d.rows.map(row).join("") :
+          "<tr class='empty'><td colspan='10'>no candidates yet</td></tr>";
+        for (const c of d.rows) seen.add(String(c.candidate_id));
+        status.textContent = `updated ${new Date().toISOString().slice(11, 19)} UTC`;
+      }).catch(() => { status.textContent = "server unreachable, retrying"; })
+        .finally(() => setTimeout(poll, ids.pollS * 1000));
+    };
+    setTimeout(poll, ids.pollS * 1000);
+  }
+
+  return {overviewPlots, lightcurvePlot, etavPage, livePage};
 })();
