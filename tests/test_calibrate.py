@@ -206,29 +206,73 @@ def test_a_reference_source_that_tripled_is_clipped(series):
     assert abs(unclipped.flux_scale - cal.flux_scale) > 5 * cal.flux_scale_err
 
 
+def rebuilt(sky: SkyModel, swing: int | None = None,
+            extra: tuple[np.ndarray, np.ndarray] | None = None) -> SkyModel:
+    """A sky model of the sources of ``sky`` with HISTORY_EPOCHS points each at its mean
+    peak in band 0 (source ``swing``'s alternating at 0.5 and 1.5 times it), plus blind
+    sources without history at the ``extra`` (ra, dec) positions."""
+    model = SkyModel()
+    s = sky.sources
+    rows = model.add(s.ra, s.dec, *sky.errors(), 0.0)
+    b = sky.band(0)
+    mean = b.swf_peak / b.sw_peak
+    err = 1.0 / np.sqrt(b.sw_peak / b.full("n")[: len(sky)])
+    for k in range(HISTORY_EPOCHS):
+        peak = mean.copy()
+        if swing is not None:
+            peak[swing] *= (0.5, 1.5)[k % 2]
+        model.add_fluxes(0, rows, peak, err, peak, err)
+    if extra is not None:
+        tiny = np.full(len(extra[0]), 1e-6)
+        model.add(extra[0], extra[1], tiny, tiny, 0.0)
+    return model
+
+
+def with_neighbours(cat: Catalogue, east_deg: float) -> Catalogue:
+    """The catalogue plus a faint detection ``east_deg`` east of every detection."""
+    shifted = shift_position(cat.ra_deg, cat.dec_deg, np.full(len(cat), east_deg),
+                             np.zeros(len(cat)))
+    extra = cat.select(np.arange(len(cat)))
+    extra.ra_deg, extra.dec_deg = shifted
+    extra.peak_jy, extra.snr = extra.peak_jy * 0.05, extra.snr * 0.05
+    return Catalogue(**{name: np.concatenate([getattr(cat, name), getattr(extra, name)])
+                        for name in Catalogue.columns()})
+
+
 def test_a_source_variable_in_its_history_is_no_reference(series):
-    """A source whose lightcurve so far swings by a factor 3 (V above max_v) is left out
-    of the references; with max_v 0 it is used."""
+    """A source whose lightcurve so far swings by a factor 3 (V 0.58, above max_v) is
+    left out of the references; with max_v 0 it is used."""
     _, _, sky, results, _ = series
     measured, cal = results[0]
     ex, rec = measured.extraction, measured.record
     cat, beam = ex.sources, ex.image.beam.bmaj_deg
-    variable = SkyModel()
+    mean = sky.band(0).swf_peak / sky.band(0).sw_peak
+    args = (0, cat, beam, rec.centre_ra, rec.centre_dec)
+    assert calibrate(rebuilt(sky), *args, OPTIONS).n_flux == cal.n_flux
+    variable = rebuilt(sky, swing=int(np.argmax(mean)))
+    assert calibrate(variable, *args, OPTIONS).n_flux == cal.n_flux - 1
+    assert calibrate(variable, *args, replace(OPTIONS, max_v=0.0)).n_flux == cal.n_flux
+
+
+def test_reference_sources_are_isolated(series):
+    """A detection, or a known source, 2 beams from each reference leaves none (the
+    identity) with isolation_beams 5; with isolation_beams 1.5 all stay references
+    (the sources are 5 beams apart, so no neighbour comes near another source)."""
+    _, _, sky, results, _ = series
+    measured, cal = results[0]
+    ex, rec = measured.extraction, measured.record
+    cat, beam = ex.sources, ex.image.beam.bmaj_deg
     s = sky.sources
-    rows = variable.add(s.ra, s.dec, *sky.errors(), 0.0)
-    b = sky.band(0)
-    mean = b.swf_peak / b.sw_peak
-    err = 1.0 / np.sqrt(b.sw_peak / b.full("n")[: len(sky)])
-    brightest = int(np.argmax(mean))
-    for k in range(HISTORY_EPOCHS):
-        peak = mean.copy()
-        peak[brightest] *= (0.5, 1.5)[k % 2]
-        variable.add_fluxes(0, rows, peak, err, peak, err)
-    out = calibrate(variable, 0, cat, beam, rec.centre_ra, rec.centre_dec, OPTIONS)
-    assert out.n_flux == cal.n_flux - 1
-    out = calibrate(variable, 0, cat, beam, rec.centre_ra, rec.centre_dec,
-                    replace(OPTIONS, max_v=0.0))
-    assert out.n_flux == cal.n_flux
+    extra = shift_position(s.ra, s.dec, np.full(len(sky), 2 * beam), np.zeros(len(sky)))
+    crowded_sky, crowded_cat = rebuilt(sky, extra=extra), with_neighbours(cat, 2 * beam)
+    near = replace(OPTIONS, isolation_beams=1.5)
+    for options, expected in ((OPTIONS, 0), (near, None)):
+        args = (beam, rec.centre_ra, rec.centre_dec, options)
+        alone = calibrate(sky, 0, cat, *args).n_flux
+        assert alone >= 40
+        for model, detections in ((sky, crowded_cat), (crowded_sky, cat)):
+            n = calibrate(model, 0, detections, *args).n_flux
+            assert n == (alone if expected is None else expected)
 
 
 def test_reference_catalogue_calibrates_against_true_fluxes(series, tmp_path):

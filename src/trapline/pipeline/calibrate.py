@@ -167,7 +167,7 @@ def calibrate(sky: SkyModel | None, band: int, cat: Catalogue, beam_deg: float, 
                        _isolated(reference.ra_deg, reference.dec_deg,
                                  config.isolation_beams * beam_deg))
     elif sky is not None:
-        known = _sky_references(sky, band, beam_deg, config)
+        known = _sky_references(sky, band, cat, beam_deg, config)
     else:
         raise ValueError("calibrate needs a sky model or a reference catalogue")
     return _fit(known, cat, beam_deg, centre_ra, centre_dec, config)
@@ -187,12 +187,25 @@ class _Known:
     isolated: np.ndarray
 
 
-def _sky_references(sky: SkyModel, band: int, beam_deg: float,
+def _sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
                     config: CalibrationSection) -> _Known:
-    """The sky model's blind sources with enough (steady) history in the band."""
+    """The sky model's blind sources within the isolation radius of a detection (the
+    farthest a reference can be matched from: so the cost follows the image, not the
+    sky model) with enough, steady, history in the band."""
     tree, rows = sky.tree()
-    if tree is None:
+    finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
+    if tree is None or not finite.any():
         return _Known(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
+    isolation = _chord(config.isolation_beams * beam_deg)
+    hits = tree.query_ball_point(unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite]),
+                                 isolation)
+    near = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
+    # Isolation among all blind sources, steady or not.
+    isolated = np.ones(len(near), dtype=bool)
+    if len(rows) > 1:
+        dist, _ = tree.query(tree.data[near], k=2)
+        isolated = dist[:, 1] > isolation
+    rows = rows[near]
     b = sky.band(band)
     n, sw, swf, swf2, sf, sf2 = (b.full(name)[rows] for name in (
         "n", "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak"))
@@ -201,11 +214,6 @@ def _sky_references(sky: SkyModel, band: int, beam_deg: float,
         steady = (n >= config.min_points) & (sw > 0) & (swf > 0)
         if config.max_v > 0:
             steady &= ~(v > config.max_v)  # NaN (a single point) is no evidence of variability
-    # Isolation among all blind sources, before narrowing to the steady ones.
-    isolated = np.ones(len(rows), dtype=bool)
-    if len(rows) > 1:
-        dist, _ = tree.query(tree.data, k=2)
-        isolated = dist[:, 1] > _chord(config.isolation_beams * beam_deg)
     sel = rows[steady]
     ra_err, dec_err = sky.errors(sel)
     s = sky.sources
