@@ -131,15 +131,18 @@ def load_reference_catalogue(path: str | Path) -> ReferenceCatalogue:
                 except (KeyError, TypeError, ValueError) as exc:
                     raise ConfigError(f"{path}: row {i + 2} needs numeric ra, dec and flux_jy "
                                       f"columns (and optionally freq_hz)") from exc
-                if not (0 <= ra < 360 and -90 <= dec <= 90 and flux > 0):
+                if not (0 <= ra < 360 and -90 <= dec <= 90 and 0 < flux < math.inf):
                     raise ConfigError(f"{path}: row {i + 2} needs 0 <= ra < 360, "
-                                      f"-90 <= dec <= 90 and flux_jy > 0")
+                                      f"-90 <= dec <= 90 and a finite flux_jy > 0")
                 rows.append((ra, dec, flux, freq))
     except FileNotFoundError as exc:
         raise ConfigError(f"[calibration] reference_catalogue {path} not found") from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"[calibration] reference_catalogue {path} is not a CSV text file"
                           ) from exc
+    except OSError as exc:
+        raise ConfigError(f"[calibration] reference_catalogue {path} cannot be read "
+                          f"({exc.strerror})") from exc
     values = np.array(rows, dtype=float).reshape(-1, 4)
     return ReferenceCatalogue(*(values[:, k].copy() for k in range(4)))
 

@@ -165,7 +165,8 @@ HELP: dict[str, dict[str, str]] = {
         "min_snr": "reference sources have a known peak at least this many times the local rms",
         "min_points": "... at least this many points in the band's lightcurve",
         "max_v": "... a peak-flux V (std/mean) of at most this (0: no limit)",
-        "isolation_beams": "... no other known source or detection within this many beams",
+        "isolation_beams": "... no other known source or detection within this many beams "
+                           "(major-axis FWHMs)",
         "match_beams": "... and a detection within this many beams (nearest, one-to-one)",
         "clip_sigma": "reference sources this many (robust) sigma off the fit are left out",
         "min_sources_flux": "measure the flux scale with at least this many reference sources "
