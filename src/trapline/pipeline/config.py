@@ -85,6 +85,23 @@ class VariabilitySection:
 
 
 @dataclass
+class CalibrationSection:
+    enabled: bool = True
+    min_snr: float = 20.0
+    min_points: int = 3
+    max_v: float = 0.3
+    isolation_beams: float = 5.0
+    match_beams: float = 1.0
+    clip_sigma: float = 3.0
+    min_sources_flux: int = 3
+    min_sources_position: int = 3
+    fit_gradient: bool = True
+    max_log_scale: float = 0.5
+    reject_min_sources: int = 0
+    reference_catalogue: str = ""
+
+
+@dataclass
 class LightcurvesSection:
     tiers: list[list[float]] = field(
         default_factory=lambda: [[0.0, 86400.0], [60.0, 2592000.0], [3600.0, 0.0]])
@@ -170,6 +187,26 @@ HELP: dict[str, dict[str, str]] = {
         "v_threshold": "... and V is above this",
         "min_points": "and the lightcurve has at least this many points in the band",
     },
+    "calibration": {
+        "enabled": "calibrate each image's flux scale and positions against reference sources",
+        "min_snr": "reference sources have a known peak at least this many times the local rms",
+        "min_points": "... at least this many points in the band's lightcurve",
+        "max_v": "... a peak-flux V (std/mean) of at most this (0: no limit)",
+        "isolation_beams": "... no other known source or detection within this many beams "
+                           "(major-axis FWHMs)",
+        "match_beams": "... and a detection within this many beams (nearest, one-to-one)",
+        "clip_sigma": "reference sources this many (robust) sigma off the fit are left out",
+        "min_sources_flux": "measure the flux scale with at least this many reference sources "
+                            "(fewer: scale 1)",
+        "min_sources_position": "correct positions with at least this many (fewer: none; "
+                                "fewer than 6: an offset only)",
+        "fit_gradient": "fit a linear gradient of the position shift across the field "
+                        "(ionosphere), not only an offset",
+        "max_log_scale": "reject images whose flux scale is off by more than exp(this)",
+        "reject_min_sources": "reject images with fewer flux reference sources (0: never)",
+        "reference_catalogue": "CSV with ra,dec,flux_jy[,freq_hz] columns (deg, Jy): calibrate "
+                               "against it instead of the sky model (\"\": the sky model)",
+    },
     "lightcurves": {
         "tiers": "resolution ladder [[resolution_s, keep_s], ...]: raw (0) first, each kept "
                  "keep_s seconds (0: forever) before going into the next, coarser bins",
@@ -201,6 +238,7 @@ SECTIONS = {
     "forced": ForcedSection,
     "new_source": NewSourceSection,
     "variability": VariabilitySection,
+    "calibration": CalibrationSection,
     "lightcurves": LightcurvesSection,
     "run": RunSection,
 }
@@ -217,6 +255,7 @@ class PipelineConfig:
     forced: ForcedSection = field(default_factory=ForcedSection)
     new_source: NewSourceSection = field(default_factory=NewSourceSection)
     variability: VariabilitySection = field(default_factory=VariabilitySection)
+    calibration: CalibrationSection = field(default_factory=CalibrationSection)
     lightcurves: LightcurvesSection = field(default_factory=LightcurvesSection)
     run: RunSection = field(default_factory=RunSection)
     # [[plugins]] tables: name (entry point) or path (dotted), plus the plug-in's options.
@@ -319,6 +358,15 @@ def _check(c: PipelineConfig) -> None:
     need(0 <= ns.sidelobe_fraction < 1, "[new_source] sidelobe_fraction must be in [0, 1)")
     need(ns.sidelobe_radius_beams > 0, "[new_source] sidelobe_radius_beams must be > 0")
     need(c.variability.min_points >= 2, "[variability] min_points must be at least 2")
+    k = c.calibration
+    need(k.min_snr > 0 and k.clip_sigma > 0 and k.max_log_scale > 0,
+         "[calibration] min_snr, clip_sigma and max_log_scale must be > 0")
+    need(0 < k.match_beams <= k.isolation_beams,
+         "[calibration] match_beams must be > 0 and not above isolation_beams")
+    need(k.min_points >= 1 and k.min_sources_flux >= 1 and k.min_sources_position >= 1,
+         "[calibration] min_points, min_sources_flux and min_sources_position must be >= 1")
+    need(k.max_v >= 0 and k.reject_min_sources >= 0,
+         "[calibration] max_v and reject_min_sources must be >= 0")
     _check_tiers(c.lightcurves.tiers)
     need(c.lightcurves.batch_rows >= 1, "[lightcurves] batch_rows must be >= 1")
     need(c.lightcurves.compact_every_images >= 0,

@@ -1,0 +1,425 @@
+"""Per-image calibration against reference sources: flux scale and position distortion.
+
+A snapshot's flux scale is off by its gain (AARTFAAC: ~15% per image) and its positions
+by the ionosphere (a shift of the field plus a gradient across it, both scaling as
+freq^-2). As Kuiack et al. (2019) do for every 1 s snapshot, both are measured on
+*reference sources*: known sources that are
+
+* bright: their known peak is at least ``min_snr`` times the local rms of the image (the
+  known peak, not this image's, so that the selection does not favour upward noise);
+* steady so far: at least ``min_points`` points in the band, and a peak-flux V (std/mean)
+  of at most ``max_v``. Not eta, nor the variability flag: before calibration starts,
+  every bright source's lightcurve carries the gain errors, which makes eta of a steady
+  1 Jy source huge while V stays at the gain scatter;
+* isolated: no other known source, and no other detection, within ``isolation_beams``;
+* detected: the nearest detection within ``match_beams``, itself nearest to them.
+
+The flux scale is an iteratively clipped weighted mean of log(detected peak / known
+peak); the position model a clipped weighted least-squares fit of
+``apparent - true = offset + G @ x`` (x: east and north offsets of the true position from
+the field centre in its tangent plane, deg; G: 2x2, deg per deg). The known sources come
+from the sky model (weighted mean peak and position of their earlier measurements) or,
+when the user gives one, from a reference catalogue (:func:`load_reference_catalogue`).
+
+Nothing here touches a database or the pipeline's state: :func:`calibrate` measures,
+:func:`apply` returns a corrected copy of a catalogue, :func:`calibration_check` says
+whether to reject the image.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+from scipy.stats import chi2
+
+from trapline.errors import ConfigError
+from trapline.extract.catalogue import Catalogue
+from trapline.pipeline.boundary import position_errors, usable_points
+from trapline.pipeline.config import CalibrationSection
+from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
+from trapline.pipeline.skymodel import SkyModel
+from trapline.records import eta_v
+
+# A gradient has three parameters per axis; fit it only with twice as many sources.
+GRADIENT_MIN_SOURCES = 6
+MAX_CLIP_ITERATIONS = 20
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One image's calibration against the reference sources.
+
+    Attributes:
+        flux_scale: measured / true flux: the image's fluxes (and their errors) are divided
+            by it; 1.0 when not measured.
+        flux_scale_err: its standard error (NaN when not measured).
+        n_flux: reference sources the flux scale was measured on (after clipping).
+        offset_east_deg, offset_north_deg: the position model's offset (deg):
+            ``apparent - true = offset + G @ (x_east, x_north)``, x the true position's
+            tangent-plane offsets from the field centre (deg).
+        gradient: G, row-major (g_ee, g_en, g_ne, g_nn), dimensionless (deg per deg).
+        n_position: reference sources the position model was fitted to (0: no correction).
+        centre_ra, centre_dec: the field centre the model refers to (deg).
+        offset_err_deg, gradient_err: standard errors of the offset (deg) and of G (NaN
+            where not fitted).
+    """
+
+    flux_scale: float
+    flux_scale_err: float
+    n_flux: int
+    offset_east_deg: float
+    offset_north_deg: float
+    gradient: tuple[float, float, float, float]
+    n_position: int
+    centre_ra: float
+    centre_dec: float
+    offset_err_deg: tuple[float, float] = (math.nan, math.nan)
+    gradient_err: tuple[float, float, float, float] = (math.nan,) * 4
+
+    @classmethod
+    def identity(cls, centre_ra: float, centre_dec: float) -> Calibration:
+        """No calibration: scale 1, no position correction."""
+        return cls(1.0, math.nan, 0, 0.0, 0.0, (0.0, 0.0, 0.0, 0.0), 0, centre_ra, centre_dec)
+
+    def shift_deg(self, east_deg: np.ndarray, north_deg: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        """The model's shift (apparent - true; east, north in deg) of sources at true
+        tangent-plane offsets (deg) from the centre."""
+        g = self.gradient
+        return (self.offset_east_deg + g[0] * east_deg + g[1] * north_deg,
+                self.offset_north_deg + g[2] * east_deg + g[3] * north_deg)
+
+
+@dataclass(frozen=True)
+class ReferenceCatalogue:
+    """A user's reference sources: positions (deg), fluxes (Jy; compact sources, so also
+    their peak in Jy/beam) and the frequency each flux is at (Hz; NaN: any frequency)."""
+
+    ra_deg: np.ndarray
+    dec_deg: np.ndarray
+    flux_jy: np.ndarray
+    freq_hz: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ra_deg)
+
+    def at(self, freq_hz: float, tolerance_hz: float) -> ReferenceCatalogue:
+        """The sources whose flux is for ``freq_hz`` (within ``tolerance_hz``, Hz), or for
+        any frequency."""
+        keep = np.isnan(self.freq_hz) | (np.abs(self.freq_hz - freq_hz) <= tolerance_hz)
+        return ReferenceCatalogue(self.ra_deg[keep], self.dec_deg[keep], self.flux_jy[keep],
+                                  self.freq_hz[keep])
+
+
+def load_reference_catalogue(path: str | Path) -> ReferenceCatalogue:
+    """Read a reference catalogue: CSV with columns ra, dec (deg), flux_jy (Jy) and
+    optionally freq_hz (Hz; empty: any frequency). Raises ConfigError naming the file
+    (and row) for a missing file or a bad value."""
+    path = Path(path)
+    rows: list[tuple[float, float, float, float]] = []
+    try:
+        with path.open(newline="") as fh:
+            for i, row in enumerate(csv.DictReader(fh)):
+                try:
+                    ra, dec, flux = float(row["ra"]), float(row["dec"]), float(row["flux_jy"])
+                    freq = float(row.get("freq_hz") or "nan")
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise ConfigError(f"{path}: row {i + 2} needs numeric ra, dec and flux_jy "
+                                      f"columns (and optionally freq_hz)") from exc
+                if not (0 <= ra < 360 and -90 <= dec <= 90 and 0 < flux < math.inf):
+                    raise ConfigError(f"{path}: row {i + 2} needs 0 <= ra < 360, "
+                                      f"-90 <= dec <= 90 and a finite flux_jy > 0")
+                rows.append((ra, dec, flux, freq))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"[calibration] reference_catalogue {path} not found") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"[calibration] reference_catalogue {path} is not a CSV text file"
+                          ) from exc
+    except OSError as exc:
+        raise ConfigError(f"[calibration] reference_catalogue {path} cannot be read "
+                          f"({exc.strerror})") from exc
+    values = np.array(rows, dtype=float).reshape(-1, 4)
+    return ReferenceCatalogue(*(values[:, k].copy() for k in range(4)))
+
+
+# ---- measuring ---------------------------------------------------------------------------
+
+
+def calibrate(sky: SkyModel | None, band: int, cat: Catalogue, beam_deg: float, centre_ra: float,
+              centre_dec: float, config: CalibrationSection,
+              reference: ReferenceCatalogue | None = None) -> Calibration:
+    """Calibrate one image's detections ``cat`` (in ``band``) against the sky model as it
+    was before this image, or against ``reference`` (a user catalogue, already narrowed to
+    the image's frequency with :meth:`ReferenceCatalogue.at`) when given (``sky`` and
+    ``band`` are then not used).
+
+    ``beam_deg``: the beam's major-axis FWHM (deg), the unit of ``isolation_beams`` and
+    ``match_beams``; ``centre_ra``, ``centre_dec``: the field centre (deg). Returns the
+    identity when calibration is disabled or too few reference sources are found.
+    """
+    if not config.enabled:
+        return Calibration.identity(centre_ra, centre_dec)
+    if reference is not None:
+        known = _Known(reference.ra_deg, reference.dec_deg, np.zeros(len(reference)),
+                       np.zeros(len(reference)), reference.flux_jy, np.zeros(len(reference)),
+                       _isolated(reference.ra_deg, reference.dec_deg,
+                                 config.isolation_beams * beam_deg))
+    elif sky is not None:
+        known = _sky_references(sky, band, cat, beam_deg, config)
+    else:
+        raise ValueError("calibrate needs a sky model or a reference catalogue")
+    return _fit(known, cat, beam_deg, centre_ra, centre_dec, config)
+
+
+@dataclass
+class _Known:
+    """Candidate reference sources: positions and their errors (deg), known peak and its
+    error (Jy/beam), and whether each is isolated from the other known sources."""
+
+    ra: np.ndarray
+    dec: np.ndarray
+    ra_err: np.ndarray
+    dec_err: np.ndarray
+    peak: np.ndarray
+    peak_err: np.ndarray
+    isolated: np.ndarray
+
+
+def _sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
+                    config: CalibrationSection) -> _Known:
+    """The sky model's blind sources within the isolation radius of a detection (the
+    farthest a reference can be matched from: so the cost follows the image, not the
+    sky model) with enough, steady, history in the band."""
+    tree, rows = sky.tree()
+    finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
+    if tree is None or not finite.any():
+        return _Known(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
+    isolation = _chord(config.isolation_beams * beam_deg)
+    hits = tree.query_ball_point(unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite]),
+                                 isolation)
+    near = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
+    # Isolation among all blind sources, steady or not.
+    isolated = np.ones(len(near), dtype=bool)
+    if len(rows) > 1:
+        dist, _ = tree.query(tree.data[near], k=2)
+        isolated = dist[:, 1] > isolation
+    rows = rows[near]
+    b = sky.band(band)
+    n, sw, swf, swf2, sf, sf2 = (b.full(name)[rows] for name in (
+        "n", "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak"))
+    _, v = eta_v(n, sw, swf, swf2, sf, sf2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        steady = (n >= config.min_points) & (sw > 0) & (swf > 0)
+        if config.max_v > 0:
+            steady &= ~(v > config.max_v)  # NaN (a single point) is no evidence of variability
+    sel = rows[steady]
+    ra_err, dec_err = sky.errors(sel)
+    s = sky.sources
+    return _Known(s.ra[sel], s.dec[sel], ra_err, dec_err, swf[steady] / sw[steady],
+                  1.0 / np.sqrt(sw[steady]), isolated[steady])
+
+
+def _isolated(ra: np.ndarray, dec: np.ndarray, radius_deg: float) -> np.ndarray:
+    """Whether each position has no other within ``radius_deg``."""
+    if len(ra) < 2:
+        return np.ones(len(ra), dtype=bool)
+    dist, _ = cKDTree(unit_vectors(ra, dec)).query(unit_vectors(ra, dec), k=2)
+    return dist[:, 1] > _chord(radius_deg)
+
+
+def _chord(radius_deg: float) -> float:
+    return 2.0 * math.sin(math.radians(min(radius_deg, 180.0)) / 2.0)
+
+
+def _match(known: _Known, ra: np.ndarray, dec: np.ndarray, cat: Catalogue, radius_deg: float,
+           isolation_deg: float, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
+    """(known index, detection index) of the reference sources: isolated known sources
+    (expected at ``ra``, ``dec``) whose nearest detection within ``radius_deg`` has them as
+    its nearest known source, no other detection within ``isolation_deg`` and a usable
+    peak; their known peak at least ``min_snr`` times the detection's local rms."""
+    empty = np.zeros(0, dtype=np.int64)
+    finite = np.flatnonzero(np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg))
+    cand = np.flatnonzero(known.isolated)
+    if not len(finite) or not len(cand):
+        return empty, empty
+    det_xyz = unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite])
+    known_xyz = unit_vectors(ra[cand], dec[cand])
+    det_tree, known_tree = cKDTree(det_xyz), cKDTree(known_xyz)
+    dist, nearest = det_tree.query(known_xyz, distance_upper_bound=_chord(radius_deg))
+    hit = np.isfinite(dist)
+    k, d = cand[hit], nearest[hit]
+    _, back = known_tree.query(det_xyz[d])
+    mutual = cand[back] == k
+    k, d = k[mutual], d[mutual]
+    if len(finite) > 1:
+        dist2, _ = det_tree.query(det_xyz[d], k=2)
+        alone = dist2[:, 1] > _chord(isolation_deg)
+        k, d = k[alone], d[alone]
+    det = finite[d]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = (usable_points(cat.peak_jy[det], cat.peak_err_jy[det]) & (cat.peak_jy[det] > 0)
+              & (known.peak[k] >= min_snr * cat.rms_jy[det]))
+    return k[ok], det[ok]
+
+
+def _references(known: _Known, cat: Catalogue, beam_deg: float, centre_ra: float,
+                centre_dec: float, config: CalibrationSection) -> tuple[np.ndarray, np.ndarray]:
+    """Match in two passes: within half the isolation radius (unambiguous, as the
+    sources are isolated) for the median shift of the field, then within ``match_beams``
+    of the known positions moved by it, so that an ionospheric shift of a beam or more
+    does not lose the references."""
+    isolation = config.isolation_beams * beam_deg
+    k, det = _match(known, known.ra, known.dec, cat, isolation / 2.0, isolation, config.min_snr)
+    ra, dec = known.ra, known.dec
+    if len(k):
+        true_e, true_n = offsets_deg(centre_ra, centre_dec, known.ra, known.dec)
+        app_e, app_n = offsets_deg(centre_ra, centre_dec, cat.ra_deg[det], cat.dec_deg[det])
+        ra, dec = shift_position(centre_ra, centre_dec,
+                                 true_e + np.median(app_e - true_e[k]),
+                                 true_n + np.median(app_n - true_n[k]))
+    return _match(known, ra, dec, cat, config.match_beams * beam_deg, isolation, config.min_snr)
+
+
+def _fit(known: _Known, cat: Catalogue, beam_deg: float, centre_ra: float,
+         centre_dec: float, config: CalibrationSection) -> Calibration:
+    """Flux scale and position model from the matched reference sources."""
+    k, det = _references(known, cat, beam_deg, centre_ra, centre_dec, config)
+    cal = Calibration.identity(centre_ra, centre_dec)
+    scale, scale_err, n_flux = cal.flux_scale, cal.flux_scale_err, 0
+    if len(k) >= config.min_sources_flux:
+        log_ratio = np.log(cat.peak_jy[det] / known.peak[k])
+        err = np.hypot(cat.peak_err_jy[det] / cat.peak_jy[det], known.peak_err[k] / known.peak[k])
+        params, cov, keep = clipped_fit(np.ones((len(k), 1)), log_ratio[:, None], err[:, None],
+                                        config.clip_sigma)
+        if keep.sum() >= config.min_sources_flux:
+            scale = float(np.exp(params[0, 0]))
+            scale_err = scale * float(np.sqrt(cov[0, 0, 0]))
+            n_flux = int(keep.sum())
+    position = {}
+    if len(k) >= config.min_sources_position:
+        true_e, true_n = offsets_deg(centre_ra, centre_dec, known.ra[k], known.dec[k])
+        app_e, app_n = offsets_deg(centre_ra, centre_dec, cat.ra_deg[det], cat.dec_deg[det])
+        y = np.stack([app_e - true_e, app_n - true_n], axis=1)
+        sigma = np.stack([np.hypot(position_errors(cat.ra_err_deg[det]), known.ra_err[k]),
+                          np.hypot(position_errors(cat.dec_err_deg[det]), known.dec_err[k])],
+                         axis=1)
+        design = np.stack([np.ones(len(k)), true_e, true_n], axis=1)
+        gradient_fit = (config.fit_gradient and len(k) >= GRADIENT_MIN_SOURCES
+                        and np.linalg.matrix_rank(design) == 3)
+        if not gradient_fit:
+            design = design[:, :1]
+        params, cov, keep = clipped_fit(design, y, sigma, config.clip_sigma)
+        if keep.sum() >= config.min_sources_position:
+            err = np.sqrt(np.diagonal(cov, axis1=0, axis2=1))  # (d, p)
+            position = {"offset_east_deg": float(params[0, 0]),
+                        "offset_north_deg": float(params[0, 1]),
+                        "offset_err_deg": (float(err[0, 0]), float(err[1, 0])),
+                        "n_position": int(keep.sum())}
+            if gradient_fit:
+                position["gradient"] = tuple(float(v) for v in params[1:].T.ravel())
+                position["gradient_err"] = tuple(float(v) for v in err[:, 1:].ravel())
+    return replace(cal, flux_scale=scale, flux_scale_err=scale_err, n_flux=n_flux, **position)
+
+
+def clipped_fit(design: np.ndarray, y: np.ndarray, sigma: np.ndarray, clip_sigma: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Iteratively sigma-clipped weighted linear least squares.
+
+    ``design``: (n, p), the model of every column of ``y`` (n, d), whose 1-sigma errors
+    are ``sigma`` (n, d). A point (row) is left out when the rms over its columns of
+    (residual / sigma) exceeds ``clip_sigma`` times the robust (median-based) scale of
+    those values, that scale never below 1 (the errors are not trusted to be too large,
+    only too small). It starts from the weighted median of each column, so that a wild
+    point cannot drag the first fit; points may come back as the fit settles.
+
+    Returns (params (p, d), covariance (p, p, d) scaled up by the reduced chi^2 when it
+    is above 1, mask of the points kept).
+    """
+    n, p = design.shape
+    d = y.shape[1]
+    w = 1.0 / np.square(sigma)
+    # The median of sqrt(chi^2_d / d): what a robust scale of 1 looks like.
+    typical = math.sqrt(chi2.ppf(0.5, d) / d)
+    resid = y - np.array([_weighted_median(y[:, j], w[:, j]) for j in range(d)])
+    keep = np.ones(n, dtype=bool)
+    params = np.zeros((p, d))
+    cov = np.full((p, p, d), np.nan)
+    fitted = False
+    for _ in range(MAX_CLIP_ITERATIONS):
+        z = np.sqrt(np.mean(np.square(resid / sigma), axis=1))
+        scale = max(1.0, float(np.median(z[keep])) / typical)
+        new_keep = z <= clip_sigma * scale
+        if fitted and np.array_equal(new_keep, keep):
+            break
+        if new_keep.sum() <= p:  # too few left for a fit with an error: keep the last one
+            break
+        keep = new_keep
+        dof = int(keep.sum()) - p
+        for j in range(d):
+            a = design[keep] * np.sqrt(w[keep, j])[:, None]
+            b = y[keep, j] * np.sqrt(w[keep, j])
+            params[:, j] = np.linalg.lstsq(a, b, rcond=None)[0]
+            r = b - a @ params[:, j]
+            cov[:, :, j] = np.linalg.pinv(a.T @ a) * max(1.0, float(r @ r) / dof)
+        fitted = True
+        resid = y - design @ params
+    if not fitted:
+        keep[:] = False
+    return params, cov, keep
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(cum, 0.5 * cum[-1])])
+
+
+# ---- applying and checking ---------------------------------------------------------------
+
+
+def apply(cat: Catalogue, cal: Calibration, scale_error: bool = True) -> Catalogue:
+    """A new, calibrated catalogue (the input is never changed).
+
+    Fluxes (peak, integrated) and the local rms are divided by ``flux_scale``, and so are
+    their errors; with ``scale_error`` the scale's own relative error is added in
+    quadrature (it is a real error of every flux in the image, common to all of them, so
+    a lightcurve's eta sees it). S/N is unchanged. Positions (RA/Dec) are corrected by
+    the position model: the true tangent-plane offsets x solve
+    ``apparent = x + offset + G @ x``. Position errors, pixel positions and shapes are
+    kept as measured.
+    """
+    out = Catalogue(**{name: np.array(getattr(cat, name), dtype=float, copy=True)
+                       for name in Catalogue.columns()})
+    s = cal.flux_scale
+    rel = cal.flux_scale_err / s if scale_error and math.isfinite(cal.flux_scale_err) else 0.0
+    for value, error in (("peak_jy", "peak_err_jy"), ("flux_jy", "flux_err_jy")):
+        f = getattr(out, value) / s
+        setattr(out, error, np.hypot(getattr(out, error) / s, f * rel))
+        setattr(out, value, f)
+    out.rms_jy = out.rms_jy / s
+    if cal.n_position > 0 and len(out):
+        app_e, app_n = offsets_deg(cal.centre_ra, cal.centre_dec, out.ra_deg, out.dec_deg)
+        g = np.array(cal.gradient).reshape(2, 2)
+        rhs = np.stack([app_e - cal.offset_east_deg, app_n - cal.offset_north_deg])
+        true_e, true_n = np.linalg.solve(np.eye(2) + g, rhs)
+        out.ra_deg, out.dec_deg = shift_position(cal.centre_ra, cal.centre_dec, true_e, true_n)
+    return out
+
+
+def calibration_check(cal: Calibration, config: CalibrationSection) -> str | None:
+    """One-line reason to reject the image, or None: a measured flux scale off by more
+    than a factor exp(``max_log_scale``), or (with ``reject_min_sources``) too few
+    reference sources for the flux scale."""
+    if cal.n_flux and abs(math.log(cal.flux_scale)) > config.max_log_scale:
+        return (f"flux scale {cal.flux_scale:.3g} (from {cal.n_flux} reference sources) is "
+                f"off by more than a factor {math.exp(config.max_log_scale):.3g} "
+                f"([calibration] max_log_scale {config.max_log_scale:g})")
+    if cal.n_flux < config.reject_min_sources:
+        return (f"only {cal.n_flux} reference sources for the flux scale "
+                f"([calibration] reject_min_sources {config.reject_min_sources})")
+    return None
