@@ -132,7 +132,7 @@ def add_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: An
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         items = isinstance(default, tuple)
         if items:
-            default = [v / m["scale"] for v in default]
+            default = [v / m["scale"] if m["scale"] != 1.0 else v for v in default]
         elif default is not None and m["scale"] != 1.0:
             default = default / m["scale"]
         sample = default[0] if items else default
