@@ -204,3 +204,71 @@ def test_config_check_command_reports_a_bad_option_in_one_line(tmp_path, capsys)
     path.write_text("[run]\nworkers = 2\n")
     assert main(["config", "--check", str(path)]) == 0
     assert load_config(path).run.workers == 2
+
+
+# ---- the same declarations drive the simulate and listen flags ------------------------
+
+def _parser(command):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    return parser
+
+
+@pytest.mark.parametrize("cls", ["SimulationConfig", "StreamConfig"])
+def test_settings_have_help_and_defaults_that_pass_their_checks(cls):
+    from trapline.simulate import SimulationConfig
+    from trapline.stream import StreamConfig
+
+    cls = {"SimulationConfig": SimulationConfig, "StreamConfig": StreamConfig}[cls]
+    declared = options(cls)
+    assert len(declared) >= 7
+    for f in declared:
+        assert f.metadata["help"].strip(), f.name
+        value = _default(f)
+        assert f.metadata["check"] is None or value is None or f.metadata["check"](value) is None
+
+
+def test_simulate_flags_come_from_the_settings():
+    from trapline.commands import simulate
+    from trapline.simulate import SimulationConfig
+    from trapline.simulate.config import EFFECTS, OBSERVATION, SOURCES
+
+    parser = _parser(simulate)
+    assert simulate.config_from_args(parser.parse_args([])) == SimulationConfig()
+    config = simulate.config_from_args(parser.parse_args(
+        ["out", "--freq-mhz", "60", "--beam-arcsec", "20", "10", "5", "--iono-ref-mhz", "50",
+         "--sidelobe-radii-beams", "2", "4", "--rms", "0.01", "--allsky",
+         "--transient-start", "2", "--start", "2026-02-01T00:00:00"]))
+    assert (config.freq_hz, config.beam_arcsec, config.iono_ref_freq_hz) == (
+        60e6, (20.0, 10.0, 5.0), 50e6)
+    assert (config.sidelobe_radii_beams, config.rms_jy, config.allsky) == ((2.0, 4.0), 0.01, True)
+    assert (config.transient_start_epoch, config.start_time) == (2, "2026-02-01T00:00:00")
+    text = parser.format_help()
+    flagged = [f for f in options(SimulationConfig)
+               if f.metadata["group"] in (OBSERVATION, SOURCES, EFFECTS)]
+    assert len(flagged) == 36
+    for f in flagged:
+        assert "--" + (f.metadata["flag"] or f.name.replace("_", "-")) in text
+    assert "centre frequency; bands are spread evenly around it (default 150.0)" in " ".join(
+        text.split())
+
+
+def test_bad_settings_name_the_option_in_one_line(tmp_path, capsys):
+    from trapline.stream import StreamConfig
+
+    with pytest.raises(ConfigError, match=r"^stream\.max_queue must be at least 1$"):
+        StreamConfig(max_queue=0)
+    with pytest.raises(ConfigError, match=r"^stream\.idle_timeout_s must be >= 0$"):
+        StreamConfig(idle_timeout_s=-1.0)
+    for argv, message in (
+        (["--dec", "91"], "simulation option dec_deg: must be in [-90, 90]"),
+        (["--start", "yesterday"],
+         "simulation option start_time: must be an ISO time such as 2026-01-01T00:00:00"),
+        (["--beam-arcsec", "20", "0", "5"],
+         "simulation option beam_arcsec: must be (major, minor, pa) with major, minor > 0"),
+    ):
+        assert main(["simulate", str(tmp_path), *argv]) == 2
+        assert capsys.readouterr().err == f"trapline simulate: error: {message}\n"
+    assert not list(tmp_path.iterdir())
