@@ -23,10 +23,6 @@ class StreamConfig:
         host: address the server binds (server mode).
         port: port the server listens on; ``None``: no server; 0: any free port.
         connect: imagers to connect to, as ``(host, port)`` (client mode).
-        bands: images expected per timestep (one per band); 0: unknown, so every
-            timestep waits ``max_wait_s``.
-        max_wait_s: longest a timestep waits for missing bands after its first image.
-        max_queue: assembled timesteps waiting for processing before the oldest is dropped.
         limits: largest header and pixel payload accepted per message.
         read_timeout_s: a connection silent this long in the middle of a message is
             closed (truncated); 0: never.
@@ -35,9 +31,10 @@ class StreamConfig:
         metrics_port: port of the Prometheus text endpoint ``/metrics``; ``None``: none.
         metrics_host: address the metrics endpoint binds.
         log_every_s: interval of the metrics log line; 0: never.
-        max_connections, idle_timeout_s, message_timeout_s, max_buffered_mb: guards
-            against senders that would starve the others (see each field's help and
-            :class:`~trapline.stream.server.Guard`).
+        bands, max_wait_s, max_queue (timestep assembly) and max_connections,
+            idle_timeout_s, message_timeout_s, max_buffered_mb (guards against senders
+            that would starve the others, :class:`~trapline.stream.server.Guard`): see
+            each field's declared help, also that of its ``trapline listen`` flag.
     """
 
     host: str = "127.0.0.1"
