@@ -37,7 +37,6 @@ def rule(ok: Callable[[Any], bool], problem: str) -> Check:
     def check(value: Any) -> str | None:
         return None if ok(value) else problem
 
-    check.problem = problem  # type: ignore[attr-defined]
     return check
 
 
