@@ -69,5 +69,5 @@ def test_check_disabled_by_empty_list_or_zero_distance_and_limit_configurable():
 
 
 def test_unknown_bright_source_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"bright_sources: unknown \['CenA'\]"):
+    with pytest.raises(ConfigError, match=r"bright_sources must name only .*: unknown \['CenA'\]"):
         config_from_dict({"quality": {"bright_sources": ["CasA", "CenA"]}})

@@ -11,6 +11,8 @@ import signal
 import time
 
 from trapline.commands import add_config_option, add_db_option, add_plugin_option
+from trapline.options import add_flags, flag_values
+from trapline.stream.config import StreamConfig
 
 HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
@@ -40,28 +42,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     add_db_option(p)
     add_config_option(p)
-    p.add_argument(
-        "--bands",
-        type=int,
-        default=0,
-        metavar="N",
-        help="images per timestep (one per band); a timestep is processed once "
-        "all have arrived (default 0: unknown, always wait --max-wait-s)",
-    )
-    p.add_argument(
-        "--max-wait-s",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help="longest wait for a timestep's missing bands (default %(default)s)",
-    )
-    p.add_argument(
-        "--max-queue",
-        type=int,
-        default=8,
-        metavar="N",
-        help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
-    )
+    add_flags(p, StreamConfig, "timestep")
     add_plugin_option(p)
     p.add_argument("--no-console", action="store_true",
                    help="no line per alert on standard output (the console plug-in)")
@@ -92,9 +73,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="largest pixel payload accepted per image (default %(default)s)",
     )
-    from trapline.stream.config import add_guard_options
-
-    add_guard_options(p)
+    add_flags(p, StreamConfig, "guard")
     p.add_argument(
         "--duration-s",
         type=float,
@@ -109,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
     from trapline.image import Beam
     from trapline.pipeline.config import load_config
     from trapline.run import LiveProcessor
-    from trapline.stream import Limits, Listener, StreamConfig, parse_address
-    from trapline.stream.config import guard_options
+    from trapline.stream import Limits, Listener, parse_address
 
     config = load_config(args.config)
     port = args.port if args.port is not None else (None if args.connect else 6666)
@@ -119,13 +97,10 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=port,
             connect=[parse_address(a) for a in args.connect],
-            bands=args.bands,
-            max_wait_s=args.max_wait_s,
-            max_queue=args.max_queue,
             limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
             metrics_port=args.metrics_port,
             log_every_s=args.metrics_every_s,
-            **guard_options(args),
+            **flag_values(args, StreamConfig),
         )
     except ConfigError as exc:
         print(f"trapline listen: error: {exc}")

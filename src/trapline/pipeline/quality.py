@@ -14,24 +14,10 @@ from functools import lru_cache
 import numpy as np
 
 from trapline.image import Image
+from trapline.pipeline.brightsources import BRIGHT_SOURCES
 from trapline.pipeline.config import QualitySection
 from trapline.pipeline.geometry import separation_deg
 from trapline.pipeline.ingest import footprint
-
-# Bright sources whose sidelobes spoil a field centred near them, as TraP's bright-source
-# check has them (tkp/quality/brightsource.py, J2000 positions in radians there; these
-# are the same positions in degrees, matching SIMBAD's to an arc second or so).
-# Name -> (display name, RA, Dec in deg ICRS); None: a solar-system body, placed by
-# astropy's built-in ephemeris at the image's time.
-BRIGHT_SOURCES: dict[str, tuple[str, float, float] | None] = {
-    "CasA": ("Cas A", 350.85000, 58.81500),     # 23:23:24.0 +58:48:54
-    "CygA": ("Cyg A", 299.86815, 40.73392),     # 19:59:28.4 +40:44:02
-    "TauA": ("Tau A", 83.63321, 22.01447),      # 05:34:32.0 +22:00:52
-    "VirA": ("Vir A", 187.70593, 12.39112),     # 12:30:49.4 +12:23:28
-    "HerA": ("Her A", 252.78375, 4.99250),      # 16:51:08.1 +04:59:33
-    "Sun": None,
-    "Jupiter": None,
-}
 
 
 def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:

@@ -2,6 +2,11 @@
 
 A :class:`SimulationConfig` fully determines a simulated series: the same config (and
 seed) always gives the same sky, images and truth.
+
+To add a setting: one line, ``name: type = option(default, help, check=...)``
+(:func:`trapline.options.option`); with ``group=OBSERVATION`` (or ``SOURCES``,
+``EFFECTS``) it is also a ``trapline simulate`` flag, ``--name`` (or ``flag=``), with that
+default and help. A rule between two settings goes in ``__post_init__``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from astropy.wcs import WCS
 
 from trapline.errors import ConfigError
 from trapline.image import FWHM_PER_SIGMA, Beam, PixelBeam, beam_to_pixels
+from trapline.options import at_least, check_options, non_negative, option, positive, rule
 from trapline.scalars import FloatOrArray, scalar_or_array
 
 DEFAULT_PIXEL_ARCSEC = 10.0
@@ -27,198 +33,171 @@ RAD_DEG = 180.0 / math.pi
 SIDEREAL_DEG_PER_S = 360.0 / 86164.0905
 """The sky's rotation rate (deg per second of time): once round per sidereal day."""
 
+OBSERVATION, SOURCES, EFFECTS = "observation", "sources", "effects"
+"""Groups of the settings that are also ``trapline simulate`` flags."""
+
+
+def _iso_time(text: str) -> bool:
+    try:
+        Time(text, scale="utc")
+    except ValueError:
+        return False
+    return True
+
+
+min_max = rule(lambda v: 0 < v[0] <= v[1], "must be (min, max) with 0 < min <= max")
+
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Everything that defines a simulated image series.
+    """Everything that defines a simulated image series; each field's help is in its
+    declaration (and in ``trapline simulate --help`` for those that are flags).
 
-    Field and instrument:
-        seed: seed of every random draw (sky, jitter and the noise of each image).
-        epochs: number of time steps.
-        bands: number of frequency bands; one image per band per epoch.
-        size: image side (pixels); images are ``size x size``.
-        pixel_arcsec: pixel size (arcsec). ``None``: 10 arcsec, or in all-sky mode the
-            size that puts the horizon on a circle of radius ``size/2 - 1`` pixels.
-        beam_arcsec: restoring beam (FWHM major, FWHM minor in arcsec, PA in deg east of
-            north). ``None``: 4 x 3 pixels at PA 30 deg.
-        rms_jy: pixel rms of the noise (Jy/beam); fluxes are drawn in units of it.
-        cadence_s: time between epochs (s); each image integrates for this long.
-        start_time: DATE-OBS (start of integration) of epoch 0, ISO UTC.
-        ra_deg, dec_deg: field centre (the zenith in all-sky mode), degrees.
-        freq_hz: centre frequency (Hz); the bands are spread evenly around it.
-        band_spacing_hz: distance between neighbouring band centres (Hz).
-        bandwidth_hz: bandwidth of each band image (Hz).
-        allsky: AARTFAAC-like all-sky image: SIN projection with the horizon on a circle;
-            pixels beyond it are NaN and sources are only placed inside.
-        drift: the field centre turns with the sky, as a zenith-pointed all-sky
-            monitor's does: its RA grows at the sidereal rate (15.04 arcsec per second
-            of the series), so every epoch has its own WCS and the sources move across
-            the image (and may set below an all-sky image's horizon).
-        telescope: TELESCOP header value.
-
-    Populations (peak fluxes are drawn as signal-to-noise ratios ``snr * rms_jy``, so that
-    the lower limit holds in the faintest band when there is a spectral index):
-        n_steady, n_variable, n_transient, n_fading: number of sources of each kind.
-        steady_snr: (min, max) S/N of steady sources.
-        steady_slope: power-law index of their flux distribution, dN/dS ~ S**-slope
-            (1.0 is log-uniform).
-        variable_snr: (min, max) mean S/N of variable sources (log-uniform).
-        modulation_index: std/mean of the lognormal epoch-to-epoch modulation of variables.
-        transient_snr: (min, max) S/N of transients while they are on (log-uniform).
-        transient_start_epoch: first epoch transients are on; ``None``: random in
-            ``[1, epochs - 1]`` (0 when there is a single epoch).
-        transient_duration: epochs a transient stays on; ``None``: random in
-            ``[1, max_transient_duration]`` (cut at the end of the series).
-        max_transient_duration: longest random transient duration (epochs).
-        fading_snr: (min, max) S/N of fading sources at epoch 0 (log-uniform).
-        fading_decay_epochs: (min, max) e-folding time (epochs) of fading sources.
-        spectral_index: mean spectral index alpha (S ~ freq**alpha) of all sources.
-        spectral_index_scatter: standard deviation of the per-source spectral index.
-
-    Placement:
-        min_separation_beams: minimum distance between sources (beam major FWHMs).
-        edge_margin_beams: minimum distance from the image edge or horizon (major FWHMs).
-        jitter_arcsec: rms (per axis, arcsec at the field centre) of a random offset of each
-            source in each epoch, the same in all bands (ionosphere-like); clipped at 4 rms.
-
-    Instrument effects (all off by default; see :mod:`trapline.simulate.effects`):
-        gain_scatter: fractional rms of a per-image flux scale (calibration) error: every
-            source's flux in an image (epoch and band) is multiplied by a log-normal gain
-            of mean 1 and this std, drawn per image; the noise is not scaled.
-        iono_offset_arcsec: rms (per axis, arcsec at ``iono_ref_freq_hz``) of a per-epoch
-            shift of the whole field by the ionosphere.
-        iono_gradient_arcsec_per_deg: rms of each element of a per-epoch 2x2 linear
-            gradient of that shift across the field (arcsec of shift per degree from the
-            field centre, at ``iono_ref_freq_hz``). Offset and gradient are the same
-            ionosphere in all bands, scaled by ``(freq / iono_ref_freq_hz) ** -2``.
-        iono_ref_freq_hz: frequency the ionospheric rms values refer to (Hz); ``None``:
-            ``freq_hz``.
-        sidelobe_fraction: peak of each sidelobe artefact as a fraction of its source's
-            apparent peak; 0: no sidelobes.
-        sidelobe_threshold_jy: only sources with an apparent peak of at least this
-            (Jy/beam) in an image have sidelobes in it.
-        sidelobe_spokes: number of artefacts per radius, evenly spaced in angle.
-        sidelobe_radii_beams: distances of the artefacts from their source (beam major
-            FWHMs); ``sidelobe_spokes`` artefacts at each.
-        sidelobe_rotation_deg: angle (deg) the pattern turns by from one epoch to the next
-            (an earth-fixed array's beam turning on the sky); at epoch 0 the first spoke
-            points along +x.
-        scintillation_index: modulation index (std/mean) of a log-normal flux modulation
-            of every compact source (all simulated sources are point sources), drawn
-            independently per source and image.
+    Peak fluxes are drawn as signal-to-noise ratios ``snr * rms_jy``, so that the lower
+    limit holds in the faintest band when there is a spectral index. Instrument effects
+    are all off by default (see :mod:`trapline.simulate.effects`).
     """
 
-    seed: int = 0
-    epochs: int = 8
-    bands: int = 1
-    size: int = 512
-    pixel_arcsec: float | None = None
-    beam_arcsec: tuple[float, float, float] | None = None
-    rms_jy: float = 1e-3
-    cadence_s: float = 1.0
-    start_time: str = "2026-01-01T00:00:00"
-    ra_deg: float = 150.0
-    dec_deg: float = 30.0
-    freq_hz: float = 150e6
-    band_spacing_hz: float = 5e6
-    bandwidth_hz: float = 2e6
-    allsky: bool = False
-    drift: bool = False
-    telescope: str = "SIMULATED"
+    # ---- field and instrument
+    seed: int = option(0, "random seed of every draw (sky, jitter and the noise of each image)",
+                       group=OBSERVATION)
+    epochs: int = option(8, "time steps", check=at_least(1), group=OBSERVATION)
+    bands: int = option(1, "frequency bands per epoch (one image per band per epoch)",
+                        check=at_least(1), group=OBSERVATION)
+    size: int = option(512, "image side in pixels (images are size x size)",
+                       check=at_least(16, "pixels"), group=OBSERVATION)
+    pixel_arcsec: float | None = option(
+        None, "pixel size in arcsec", check=positive, group=OBSERVATION, metavar="X",
+        type=float, unset="10; with --allsky the size that fits the horizon")
+    beam_arcsec: tuple[float, float, float] | None = option(
+        None, "restoring beam FWHM major and minor axes (arcsec) and position angle (deg "
+        "east of north)",
+        check=rule(lambda v: len(v) == 3 and v[0] > 0 and v[1] > 0 and math.isfinite(v[2]),
+                   "must be (major, minor, pa) with major, minor > 0"),
+        group=OBSERVATION, metavar=("MAJ", "MIN", "PA"), type=float, nargs=3,
+        unset="4 x 3 pixels at PA 30")
+    rms_jy: float = option(1e-3, "noise rms per pixel in Jy/beam; fluxes are drawn in units "
+                           "of it", check=positive, group=OBSERVATION, flag="rms", metavar="JY")
+    cadence_s: float = option(1.0, "seconds between epochs, also the integration time",
+                              check=positive, group=OBSERVATION, metavar="S")
+    start_time: str = option(
+        "2026-01-01T00:00:00", "DATE-OBS of the first epoch, UTC",
+        check=rule(_iso_time, "must be an ISO time such as 2026-01-01T00:00:00"),
+        group=OBSERVATION, flag="start", metavar="ISO")
+    ra_deg: float = option(150.0, "field centre (the zenith in all-sky mode) RA in deg",
+                           group=OBSERVATION, flag="ra")
+    dec_deg: float = option(
+        30.0, "field centre Dec in deg",
+        check=rule(lambda v: -90.0 <= v <= 90.0, "must be in [-90, 90]"),
+        group=OBSERVATION, flag="dec")
+    freq_hz: float = option(150e6, "centre frequency; bands are spread evenly around it",
+                            check=positive, group=OBSERVATION, flag="freq-mhz",
+                            metavar="MHZ", scale=1e6)
+    band_spacing_hz: float = option(5e6, "distance between band centres", check=non_negative,
+                                    group=OBSERVATION, flag="band-spacing-mhz",
+                                    metavar="MHZ", scale=1e6)
+    bandwidth_hz: float = option(2e6, "bandwidth of each band image (Hz)", check=non_negative)
+    allsky: bool = option(False, "AARTFAAC-like all-sky image: the horizon is a circle, NaN "
+                          "beyond it (SIN projection; sources are only placed inside)",
+                          group=OBSERVATION)
+    drift: bool = option(False, "the centre's RA follows the sky's rotation (a zenith-pointed "
+                         "all-sky monitor): every epoch has its own WCS", group=OBSERVATION)
+    telescope: str = option("SIMULATED", "TELESCOP header value")
 
-    n_steady: int = 50
-    n_variable: int = 10
-    n_transient: int = 3
-    n_fading: int = 3
-    steady_snr: tuple[float, float] = (5.0, 500.0)
-    steady_slope: float = 1.0
-    variable_snr: tuple[float, float] = (20.0, 200.0)
-    modulation_index: float = 0.3
-    transient_snr: tuple[float, float] = (10.0, 100.0)
-    transient_start_epoch: int | None = None
-    transient_duration: int | None = None
-    max_transient_duration: int = 3
-    fading_snr: tuple[float, float] = (50.0, 300.0)
-    fading_decay_epochs: tuple[float, float] = (1.0, 4.0)
-    spectral_index: float = 0.0
-    spectral_index_scatter: float = 0.0
+    # ---- populations
+    n_steady: int = option(50, "steady sources, S/N 5 to 500 log-uniform", check=non_negative,
+                           group=SOURCES, metavar="N")
+    n_variable: int = option(10, "variable sources, lognormal modulation", check=non_negative,
+                             group=SOURCES, metavar="N")
+    n_transient: int = option(3, "transients: off, then on for a few epochs at >= 10 sigma, "
+                              "then off", check=non_negative, group=SOURCES, metavar="N")
+    n_fading: int = option(3, "fading sources, bright at the start and decaying",
+                           check=non_negative, group=SOURCES, metavar="N")
+    steady_snr: tuple[float, float] = option((5.0, 500.0), "(min, max) S/N of steady sources",
+                                             check=min_max)
+    steady_slope: float = option(1.0, "power-law index of the steady sources' flux "
+                                 "distribution, dN/dS ~ S**-slope (1.0 is log-uniform)")
+    variable_snr: tuple[float, float] = option(
+        (20.0, 200.0), "(min, max) mean S/N of variable sources (log-uniform)", check=min_max)
+    modulation_index: float = option(
+        0.3, "std/mean of the variable sources' flux (lognormal, epoch to epoch)",
+        check=non_negative, group=SOURCES, metavar="M")
+    transient_snr: tuple[float, float] = option(
+        (10.0, 100.0), "(min, max) S/N of transients while they are on (log-uniform)",
+        check=min_max)
+    transient_start_epoch: int | None = option(
+        None, "epoch all transients turn on", group=SOURCES, flag="transient-start",
+        metavar="EPOCH", type=int, unset="random, after the first epoch")
+    transient_duration: int | None = option(
+        None, "epochs transients stay on (cut at the end of the series)", check=at_least(1),
+        group=SOURCES, metavar="N", type=int, unset="random, 1 to 3")
+    max_transient_duration: int = option(3, "longest random transient duration (epochs)",
+                                         check=at_least(1))
+    fading_snr: tuple[float, float] = option(
+        (50.0, 300.0), "(min, max) S/N of fading sources at epoch 0 (log-uniform)",
+        check=min_max)
+    fading_decay_epochs: tuple[float, float] = option(
+        (1.0, 4.0), "(min, max) e-folding time (epochs) of fading sources", check=min_max)
+    spectral_index: float = option(0.0, "mean spectral index, S ~ freq**alpha",
+                                   group=SOURCES, metavar="ALPHA", zero="flat")
+    spectral_index_scatter: float = option(0.0, "per-source scatter (std) of the spectral index",
+                                           check=non_negative, group=SOURCES, metavar="X")
 
-    min_separation_beams: float = 5.0
-    edge_margin_beams: float = 3.0
-    jitter_arcsec: float = 0.0
+    # ---- placement
+    min_separation_beams: float = option(
+        5.0, "minimum source separation in beam FWHMs (major axis)", check=non_negative,
+        group=SOURCES, metavar="X")
+    edge_margin_beams: float = option(
+        3.0, "minimum distance from the image edge or horizon (beam major FWHMs)",
+        check=non_negative)
+    jitter_arcsec: float = option(
+        0.0, "rms per-epoch random position offset of each source (per axis, arcsec at the "
+        "field centre, the same in all bands, clipped at 4 rms); truth.csv has the offset "
+        "position", check=non_negative, group=SOURCES, metavar="X")
 
-    gain_scatter: float = 0.0
-    iono_offset_arcsec: float = 0.0
-    iono_gradient_arcsec_per_deg: float = 0.0
-    iono_ref_freq_hz: float | None = None
-    sidelobe_fraction: float = 0.0
-    sidelobe_threshold_jy: float = 0.1
-    sidelobe_spokes: int = 6
-    sidelobe_radii_beams: tuple[float, ...] = (3.0,)
-    sidelobe_rotation_deg: float = 0.0
-    scintillation_index: float = 0.0
+    # ---- instrument effects (all off by default; see trapline.simulate.effects)
+    gain_scatter: float = option(
+        0.0, "fractional rms of a per-image flux-scale error: the sources' fluxes in each "
+        "image times a log-normal gain of mean 1 (the noise is not scaled)",
+        check=non_negative, group=EFFECTS, metavar="X")
+    iono_offset_arcsec: float = option(
+        0.0, "rms per axis of a per-epoch ionospheric shift of the field, at --iono-ref-mhz, "
+        "scaling as freq**-2", check=non_negative, group=EFFECTS, metavar="X")
+    iono_gradient_arcsec_per_deg: float = option(
+        0.0, "rms of each element of a per-epoch linear gradient of that shift across the "
+        "field, arcsec per deg from the centre", check=non_negative, group=EFFECTS, metavar="X")
+    iono_ref_freq_hz: float | None = option(
+        None, "frequency the ionospheric rms values refer to", check=positive, group=EFFECTS,
+        flag="iono-ref-mhz", metavar="MHZ", type=float, scale=1e6, unset="--freq-mhz")
+    sidelobe_fraction: float = option(
+        0.0, "sidelobe artefacts around bright sources, of this fraction of the source's "
+        "apparent peak", check=non_negative, group=EFFECTS, metavar="F", zero="none")
+    sidelobe_threshold_jy: float = option(
+        0.1, "apparent peak (Jy/beam) from which a source has sidelobes in an image",
+        check=non_negative, group=EFFECTS, metavar="JY")
+    sidelobe_spokes: int = option(6, "artefacts per radius, evenly spaced in angle",
+                                  check=at_least(1), group=EFFECTS, metavar="N")
+    sidelobe_radii_beams: tuple[float, ...] = option(
+        (3.0,), "distances of the artefacts from their source, in beam FWHMs",
+        check=rule(lambda v: len(v) >= 1 and min(v) > 0, "must be one or more distances > 0"),
+        group=EFFECTS, metavar="R")
+    sidelobe_rotation_deg: float = option(
+        0.0, "angle the sidelobe pattern turns by per epoch (an earth-fixed array's beam "
+        "turning on the sky; at epoch 0 the first spoke points along +x)",
+        check=rule(math.isfinite, "must be finite"), group=EFFECTS, metavar="DEG")
+    scintillation_index: float = option(
+        0.0, "modulation index (std/mean) of an independent per-image log-normal flux "
+        "modulation of every (compact) source", check=non_negative, group=EFFECTS, metavar="M")
 
     def __post_init__(self) -> None:
-        _check(self.epochs >= 1, "epochs", "must be at least 1")
-        _check(self.bands >= 1, "bands", "must be at least 1")
-        _check(self.size >= 16, "size", "must be at least 16 pixels")
-        _check(self.pixel_arcsec is None or self.pixel_arcsec > 0, "pixel_arcsec", "must be > 0")
-        if self.beam_arcsec is not None:
-            _check(len(self.beam_arcsec) == 3, "beam_arcsec", "must be (major, minor, pa)")
-            bmaj, bmin, bpa = self.beam_arcsec
-            _check(bmaj > 0 and bmin > 0 and math.isfinite(bpa), "beam_arcsec", "must be > 0")
-        _check(self.rms_jy > 0, "rms_jy", "must be > 0")
-        _check(self.cadence_s > 0, "cadence_s", "must be > 0")
-        _check(-90.0 <= self.dec_deg <= 90.0, "dec_deg", "must be in [-90, 90]")
-        _check(self.freq_hz > 0, "freq_hz", "must be > 0")
-        _check(self.band_spacing_hz >= 0, "band_spacing_hz", "must be >= 0")
+        check_options(self, lambda name: f"simulation option {name}:")
         _check(self.freqs_hz.min() > 0, "band_spacing_hz", "puts a band below 0 Hz")
-        _check(self.bandwidth_hz >= 0, "bandwidth_hz", "must be >= 0")
-        for name in ("n_steady", "n_variable", "n_transient", "n_fading"):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
-        for name in ("steady_snr", "variable_snr", "transient_snr", "fading_snr"):
-            lo, hi = getattr(self, name)
-            _check(0 < lo <= hi, name, "must be (min, max) with 0 < min <= max")
-        lo, hi = self.fading_decay_epochs
-        _check(0 < lo <= hi, "fading_decay_epochs", "must be (min, max) with 0 < min <= max")
-        _check(self.modulation_index >= 0, "modulation_index", "must be >= 0")
-        _check(self.spectral_index_scatter >= 0, "spectral_index_scatter", "must be >= 0")
-        _check(self.max_transient_duration >= 1, "max_transient_duration", "must be >= 1")
         if self.transient_start_epoch is not None:
             _check(
                 0 <= self.transient_start_epoch < self.epochs,
                 "transient_start_epoch",
                 f"must be in [0, {self.epochs - 1}]",
             )
-        if self.transient_duration is not None:
-            _check(self.transient_duration >= 1, "transient_duration", "must be >= 1")
-        _check(self.min_separation_beams >= 0, "min_separation_beams", "must be >= 0")
-        _check(self.edge_margin_beams >= 0, "edge_margin_beams", "must be >= 0")
-        _check(self.jitter_arcsec >= 0, "jitter_arcsec", "must be >= 0")
-        for name in (
-            "gain_scatter",
-            "iono_offset_arcsec",
-            "iono_gradient_arcsec_per_deg",
-            "sidelobe_fraction",
-            "sidelobe_threshold_jy",
-            "scintillation_index",
-        ):
-            _check(getattr(self, name) >= 0, name, "must be >= 0")
-        _check(
-            self.iono_ref_freq_hz is None or self.iono_ref_freq_hz > 0, "iono_ref_freq_hz",
-            "must be > 0",
-        )
-        _check(self.sidelobe_spokes >= 1, "sidelobe_spokes", "must be at least 1")
-        _check(
-            len(self.sidelobe_radii_beams) >= 1 and min(self.sidelobe_radii_beams) > 0,
-            "sidelobe_radii_beams",
-            "must be one or more distances > 0",
-        )
-        _check(math.isfinite(self.sidelobe_rotation_deg), "sidelobe_rotation_deg", "must be finite")
-        try:
-            Time(self.start_time, scale="utc")
-        except ValueError as exc:
-            raise ConfigError(f"start_time: not an ISO time ({self.start_time!r})") from exc
 
     # ---- derived geometry -------------------------------------------------------------
 
