@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from trapline.pipeline.boundary import position_errors, usable_points
 from trapline.pipeline.config import CalibrationSection
 from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.skymodel import SkyModel
-from trapline.records import eta_v
+from trapline.records import Measurements, eta_v
 
 # A gradient has three parameters per axis; fit it only with twice as many sources.
 GRADIENT_MIN_SOURCES = 6
@@ -165,19 +165,38 @@ def calibrate(sky: SkyModel | None, band: int, cat: Catalogue, beam_deg: float, 
     if not config.enabled:
         return Calibration.identity(centre_ra, centre_dec)
     if reference is not None:
-        known = _Known(reference.ra_deg, reference.dec_deg, np.zeros(len(reference)),
-                       np.zeros(len(reference)), reference.flux_jy, np.zeros(len(reference)),
-                       _isolated(reference.ra_deg, reference.dec_deg,
-                                 config.isolation_beams * beam_deg))
+        known = catalogue_references(reference, beam_deg, config)
     elif sky is not None:
-        known = _sky_references(sky, band, cat, beam_deg, config)
+        known = sky_references(sky, band, cat, beam_deg, config)
     else:
         raise ValueError("calibrate needs a sky model or a reference catalogue")
-    return _fit(known, cat, beam_deg, centre_ra, centre_dec, config)
+    return fit_calibration(known, cat, beam_deg, centre_ra, centre_dec, config)
+
+
+def catalogue_references(reference: ReferenceCatalogue, beam_deg: float,
+                         config: CalibrationSection) -> References:
+    """A user reference catalogue's sources as calibration candidates."""
+    zeros = np.zeros(len(reference))
+    return References(reference.ra_deg, reference.dec_deg, zeros, zeros, reference.flux_jy,
+                      zeros, _isolated(reference.ra_deg, reference.dec_deg,
+                                       config.isolation_beams * beam_deg))
+
+
+def calibrated(m: Measurements, cal: Calibration, scale_error: bool = True) -> Measurements:
+    """Forced-fit measurements on the flux scale of :func:`apply` (a new record)."""
+    s = cal.flux_scale
+    if s == 1.0:
+        return m
+    rel = cal.flux_scale_err / s if scale_error and math.isfinite(cal.flux_scale_err) else 0.0
+    out = {}
+    for value, error in (("peak_flux", "peak_flux_err"), ("int_flux", "int_flux_err")):
+        f = np.asarray(getattr(m, value)) / s
+        out[value], out[error] = f, np.hypot(np.asarray(getattr(m, error)) / s, f * rel)
+    return replace(m, **out)
 
 
 @dataclass
-class _Known:
+class References:
     """Candidate reference sources: positions and their errors (deg), known peak and its
     error (Jy/beam), and whether each is isolated from the other known sources."""
 
@@ -189,16 +208,30 @@ class _Known:
     peak_err: np.ndarray
     isolated: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.ra)
 
-def _sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
-                    config: CalibrationSection) -> _Known:
+    def select(self, mask: np.ndarray) -> References:
+        return References(*(np.asarray(getattr(self, f.name))[mask] for f in fields(self)))
+
+    @staticmethod
+    def concat(parts: list[References]) -> References:
+        """The candidates of several sky partitions together."""
+        names = [f.name for f in fields(References)]
+        if not parts:
+            return References(*(np.zeros(0) for _ in names[:-1]), np.zeros(0, dtype=bool))
+        return References(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+
+
+def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
+                    config: CalibrationSection) -> References:
     """The sky model's blind sources within the isolation radius of a detection (the
     farthest a reference can be matched from: so the cost follows the image, not the
     sky model) with enough, steady, history in the band."""
     tree, rows = sky.tree()
     finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
     if tree is None or not finite.any():
-        return _Known(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
+        return References(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
     isolation = _chord(config.isolation_beams * beam_deg)
     hits = tree.query_ball_point(unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite]),
                                  isolation)
@@ -220,7 +253,7 @@ def _sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
     sel = rows[steady]
     ra_err, dec_err = sky.errors(sel)
     s = sky.sources
-    return _Known(s.ra[sel], s.dec[sel], ra_err, dec_err, swf[steady] / sw[steady],
+    return References(s.ra[sel], s.dec[sel], ra_err, dec_err, swf[steady] / sw[steady],
                   1.0 / np.sqrt(sw[steady]), isolated[steady])
 
 
@@ -236,7 +269,7 @@ def _chord(radius_deg: float) -> float:
     return 2.0 * math.sin(math.radians(min(radius_deg, 180.0)) / 2.0)
 
 
-def _match(known: _Known, ra: np.ndarray, dec: np.ndarray, cat: Catalogue, radius_deg: float,
+def _match(known: References, ra: np.ndarray, dec: np.ndarray, cat: Catalogue, radius_deg: float,
            isolation_deg: float, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
     """(known index, detection index) of the reference sources: isolated known sources
     (expected at ``ra``, ``dec``) whose nearest detection within ``radius_deg`` has them as
@@ -267,7 +300,7 @@ def _match(known: _Known, ra: np.ndarray, dec: np.ndarray, cat: Catalogue, radiu
     return k[ok], det[ok]
 
 
-def _references(known: _Known, cat: Catalogue, beam_deg: float, centre_ra: float,
+def _references(known: References, cat: Catalogue, beam_deg: float, centre_ra: float,
                 centre_dec: float, config: CalibrationSection) -> tuple[np.ndarray, np.ndarray]:
     """Match in two passes: within half the isolation radius (unambiguous, as the
     sources are isolated) for the median shift of the field, then within ``match_beams``
@@ -285,7 +318,7 @@ def _references(known: _Known, cat: Catalogue, beam_deg: float, centre_ra: float
     return _match(known, ra, dec, cat, config.match_beams * beam_deg, isolation, config.min_snr)
 
 
-def _fit(known: _Known, cat: Catalogue, beam_deg: float, centre_ra: float,
+def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_ra: float,
          centre_dec: float, config: CalibrationSection) -> Calibration:
     """Flux scale and position model from the matched reference sources."""
     k, det = _references(known, cat, beam_deg, centre_ra, centre_dec, config)

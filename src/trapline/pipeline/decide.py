@@ -26,6 +26,17 @@ import numpy as np
 from trapline.pipeline import forced as forced_fits
 from trapline.pipeline.associate import associate
 from trapline.pipeline.boundary import position_errors
+from trapline.pipeline.calibrate import (
+    Calibration,
+    References,
+    apply,
+    calibrated,
+    calibration_check,
+    catalogue_references,
+    fit_calibration,
+    load_reference_catalogue,
+    sky_references,
+)
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.depth import DepthMap
 from trapline.pipeline.geometry import healpix_cells
@@ -41,6 +52,7 @@ from trapline.records import (
     MONITOR,
     Candidates,
     Forks,
+    ImageRecord,
     ImageResult,
     Measurements,
     PrecoveryPoints,
@@ -81,6 +93,8 @@ class _Associated:
     """One image after association (the first half of its decision)."""
 
     measured: Measured
+    record: ImageRecord  # with its band and calibration
+    calibration: Calibration
     band: int
     blind_rows: np.ndarray
     blind: Measurements
@@ -101,22 +115,31 @@ class SkyDecider:
         self.rms_history = RmsHistory(self.config.quality)
         ns = self.config.new_source
         self.buffer = ImageBuffer(ns.precovery_images, int(ns.precovery_memory_mb * 2**20))
+        path = self.config.calibration.reference_catalogue
+        self.reference = load_reference_catalogue(path) if path else None
         self.n_forks = 0
         self._pending_monitors: list[int] = []
 
     # -- the Decider interface ---------------------------------------------------------
 
-    def decide(self, timestep: Sequence[Measured],
-               id_bases: Sequence[int] | None = None) -> list[ImageResult]:
+    def decide(self, timestep: Sequence[Measured], id_bases: Sequence[int] | None = None,
+               calibrations: Sequence[Calibration | None] | None = None
+               ) -> list[ImageResult]:
         """Decide a timestep. ``id_bases``: per image, new sources get that number plus
         the index of their detection in the image's whole catalogue (sky partitions
-        give a source the same id everywhere); default: the next free ids."""
-        order = sorted(range(len(timestep)), key=lambda i: (
-            timestep[i].record.freq_hz, timestep[i].record.image_key))
+        give a source the same id everywhere); default: the next free ids.
+        ``calibrations``: per image (sky partitions calibrate on all of theirs); default:
+        each image against the sky model as it was before the timestep."""
+        order = _frequency_order(timestep)
+        if calibrations is None:
+            calibrations = [None] * len(timestep)
+            for i in order:
+                calibrations[i] = self._calibrate(timestep[i])
         results: list[ImageResult | None] = [None] * len(timestep)
         associated: dict[int, _Associated] = {}
         for i in order:
-            outcome = self._associate(timestep[i], None if id_bases is None else id_bases[i])
+            outcome = self._associate(timestep[i], None if id_bases is None else id_bases[i],
+                                      calibrations[i])
             if isinstance(outcome, ImageResult):
                 results[i] = outcome
             else:
@@ -138,8 +161,7 @@ class SkyDecider:
         for i, (a, measurements, touched, stats_rows, variables, depth, n_forced,
                 n_monitor) in parts.items():
             touched = np.unique(np.concatenate([touched, pending]))
-            record = replace(a.measured.record, band=a.band,
-                             n_blind=len(a.measured.extraction.sources),
+            record = replace(a.record, n_blind=len(a.measured.extraction.sources),
                              n_forced=n_forced, n_monitor=n_monitor)
             stats = self.sky.statistics(a.band, touched if len(touched) else stats_rows)
             candidates = a.candidates
@@ -151,8 +173,30 @@ class SkyDecider:
                 statistics=stats, candidates=concat(Candidates, [candidates, variables]),
                 depth=depth, forks=a.forks, precovery=a.precovery)
         for a in associated.values():
-            self.buffer.add(a.measured.record, a.band, a.measured.extraction)
+            self.buffer.add(a.record, a.band, a.measured.extraction)
         return results  # type: ignore[return-value]
+
+    def references(self, measured: Measured) -> References:
+        """Calibration candidates for an image: the reference catalogue's sources, or
+        the sky model's steady, isolated, bright ones near its detections."""
+        cfg = self.config.calibration
+        ex = measured.extraction
+        beam = ex.image.beam.bmaj_deg
+        if self.reference is not None:
+            at = self.reference.at(measured.record.freq_hz, self.config.image.band_tolerance_hz)
+            return catalogue_references(at, beam, cfg)
+        band = self.bands.band_of(measured.record.freq_hz)
+        return sky_references(self.sky, band, ex.sources, beam, cfg)
+
+    def _calibrate(self, measured: Measured) -> Calibration | None:
+        record = measured.record
+        if not record.accepted or measured.extraction is None:
+            return None
+        ex = measured.extraction
+        if not self.config.calibration.enabled:
+            return Calibration.identity(record.centre_ra, record.centre_dec)
+        return fit_calibration(self.references(measured), ex.sources, ex.image.beam.bmaj_deg,
+                               record.centre_ra, record.centre_dec, self.config.calibration)
 
     def remember(self, measured: Sequence[Measured]) -> None:
         """Put earlier, already decided images into the precovery buffer (a resumed run
@@ -228,9 +272,11 @@ class SkyDecider:
 
     # -- the two halves of an image's decision -----------------------------------------
 
-    def _associate(self, measured: Measured, id_base: int | None) -> _Associated | ImageResult:
-        """Quality control against the band's history, then association of the blind
-        detections: known sources refined, new sources added, new-source candidates."""
+    def _associate(self, measured: Measured, id_base: int | None,
+                   calibration: Calibration | None) -> _Associated | ImageResult:
+        """Quality control against the band's history and of the calibration, then
+        association of the calibrated blind detections: known sources refined, new
+        sources added, new-source candidates."""
         record = measured.record
         if not record.accepted or measured.extraction is None:
             return ImageResult(record)
@@ -239,9 +285,18 @@ class SkyDecider:
         if reason:
             return ImageResult(replace(record, band=band, accepted=False, reject_reason=reason,
                                        n_blind=0))
+        cal = calibration or Calibration.identity(record.centre_ra, record.centre_dec)
+        record = replace(record, band=band, flux_scale=cal.flux_scale,
+                         flux_scale_err=cal.flux_scale_err, n_flux_calibrators=cal.n_flux,
+                         offset_east_deg=cal.offset_east_deg,
+                         offset_north_deg=cal.offset_north_deg,
+                         n_position_calibrators=cal.n_position)
+        reason = calibration_check(cal, self.config.calibration)
+        if reason:
+            return ImageResult(replace(record, accepted=False, reject_reason=reason, n_blind=0))
         self.rms_history.add(band, record.rms_median)
         ex = measured.extraction
-        cat = ex.sources
+        cat = apply(ex.sources, cal) if cal.n_flux or cal.n_position else ex.sources
         index = (measured.detection_index if measured.detection_index is not None
                  else np.arange(len(cat)))
         finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
@@ -285,7 +340,8 @@ class SkyDecider:
             snr=cat.snr[blind_dets], smaj_asec=cat.smaj_asec[blind_dets],
             smin_asec=cat.smin_asec[blind_dets], pa_deg=cat.pa_deg[blind_dets],
         )
-        return _Associated(measured, band, blind_rows, blind, candidates, forks, precovery)
+        return _Associated(measured, record, cal, band, blind_rows, blind, candidates, forks,
+                           precovery)
 
     def _new_sources(self, band: int, cat, detections: np.ndarray, det_rows: np.ndarray,
                      beam_deg: float) -> tuple[Candidates, PrecoveryPoints]:
@@ -326,9 +382,11 @@ class SkyDecider:
         in_field[field] = True
         todo = forced_fits.null_detection_rows(self.sky, record, detected, cfg.forced.max_misses)
         nulls, null_rows = forced_fits.forced_measurements(self.sky, ex, todo)
+        nulls = calibrated(nulls, a.calibration)
         s.n_forced[null_rows] += 1
         monitored, monitor_rows = forced_fits.forced_measurements(
             self.sky, ex, self.sky.monitor_rows(), MONITOR)
+        monitored = calibrated(monitored, a.calibration)
         s.last_time[monitor_rows] = record.time_mjd
         measurements = concat(Measurements, [a.blind, nulls, monitored])
         measured_rows = np.concatenate([a.blind_rows, null_rows, monitor_rows]).astype(np.int64)
@@ -340,6 +398,15 @@ class SkyDecider:
                                         cfg.variability)
         touched = np.unique(np.concatenate([measured_rows, todo]))
         fp = self.depth.footprint(ex.image)
-        depth = self.depth.update(a.band, fp, ex.maps.rms, cfg.extraction.detection_sigma)
+        # Limits on the calibrated flux scale: detection_sigma rms / flux_scale.
+        depth = self.depth.update(a.band, fp, ex.maps.rms,
+                                  cfg.extraction.detection_sigma / a.calibration.flux_scale)
         return (a, measurements, touched, stats_rows, variables, depth, len(nulls),
                 len(monitored))
+
+
+def _frequency_order(timestep: Sequence[Measured]) -> list[int]:
+    """The images of a timestep in frequency order (then by key): the order they are
+    decided in, whatever order they came in."""
+    return sorted(range(len(timestep)), key=lambda i: (timestep[i].record.freq_hz,
+                                                       timestep[i].record.image_key))

@@ -24,6 +24,7 @@ from astropy import units as u
 from astropy_healpix import HEALPix
 
 from trapline.errors import ConfigError
+from trapline.pipeline.calibrate import Calibration, References, fit_calibration
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.decide import SkyDecider
 from trapline.pipeline.depth import nside_for_beam
@@ -225,10 +226,12 @@ class PartitionedDecider:
                 sub = Measured(timestep[i].record, replace(ex, sources=cat.select(mine)),
                                detection_index=np.flatnonzero(mine))
                 subsets.setdefault(int(tile), []).append((k, sub))
+        calibrations = self._calibrations(timestep, accepted, subsets)
         pending = []
         for tile, subs in sorted(subsets.items()):
             decided = self._partition(tile).decide([sub for _, sub in subs],
-                                                   [id_bases[k] for k, _ in subs])
+                                                   [id_bases[k] for k, _ in subs],
+                                                   [calibrations[k] for k, _ in subs])
             pending.append((tile, [k for k, _ in subs], decided))
         # On a cluster the partitions work at once; results are collected in tile order.
         per_image: dict[int, list[tuple[int, ImageResult]]] = {}
@@ -238,6 +241,36 @@ class PartitionedDecider:
         for k, i in enumerate(accepted):
             results[i] = self._merge(timestep[i], per_image.get(k, []))
         return results
+
+    def _calibrations(self, timestep: Sequence[Measured], accepted: list[int],
+                      subsets: dict[int, list[tuple[int, Measured]]]) -> list[Calibration]:
+        """Each image's calibration from the reference candidates of every partition
+        (each giving those it owns), fitted on the whole catalogue: the calibration one
+        sky model would find."""
+        cfg = self.config.calibration
+        wanted: dict[int, list] = {k: [] for k in range(len(accepted))}
+        if cfg.enabled:
+            for tile, subs in sorted(subsets.items()):
+                part = self._partition(tile)
+                for k, sub in subs:
+                    wanted[k].append((tile, part.references(sub)))
+        out = []
+        for k, i in enumerate(accepted):
+            record, ex = timestep[i].record, timestep[i].extraction
+            if not cfg.enabled:
+                out.append(Calibration.identity(record.centre_ra, record.centre_dec))
+                continue
+            refs = []
+            for tile, found in wanted[k]:
+                found = _wait(found)
+                refs.append(found.select(self.tile_of(found.ra, found.dec) == tile)
+                            if cfg.reference_catalogue == "" else found)
+                if cfg.reference_catalogue:
+                    break  # the same catalogue in every partition
+            out.append(fit_calibration(References.concat(refs), ex.sources,
+                                       ex.image.beam.bmaj_deg, record.centre_ra,
+                                       record.centre_dec, cfg))
+        return out
 
     def _merge(self, measured: Measured, parts) -> ImageResult:
         record = parts[0][1].image if parts else measured.record

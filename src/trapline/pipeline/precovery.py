@@ -87,6 +87,8 @@ def precover(buffer: ImageBuffer, band: int, ra: np.ndarray, dec: np.ndarray,
     parts: list[PrecoveryPoints] = []
     for item in buffer.images(band) if n else []:
         fit = item.extraction.forced(ra, dec)
+        # On the flux scale of the image's calibration (as its own measurements).
+        scale = item.record.flux_scale
         with np.errstate(invalid="ignore"):
             ok = fit.ok & np.isfinite(fit.peak) & (fit.peak_err > 0)
         if not ok.any():
@@ -97,11 +99,11 @@ def precover(buffer: ImageBuffer, band: int, ra: np.ndarray, dec: np.ndarray,
             image_key=np.full(k, item.record.image_key, dtype=object),
             time_mjd=np.full(k, item.record.time_mjd), band=np.full(k, band),
             freq_hz=np.full(k, item.record.freq_hz), ra=np.asarray(ra)[ok],
-            dec=np.asarray(dec)[ok], peak_flux=fit.peak[ok], peak_flux_err=fit.peak_err[ok],
-            snr=fit.peak[ok] / fit.rms[ok]))
-        w = np.where(ok, 1.0 / np.square(np.where(ok, fit.peak_err, 1.0)), 0.0)
+            dec=np.asarray(dec)[ok], peak_flux=fit.peak[ok] / scale,
+            peak_flux_err=fit.peak_err[ok] / scale, snr=fit.peak[ok] / fit.rms[ok]))
+        w = np.where(ok, 1.0 / np.square(np.where(ok, fit.peak_err / scale, 1.0)), 0.0)
         sw += w
-        swf += w * np.where(ok, fit.peak, 0.0)
+        swf += w * np.where(ok, fit.peak / scale, 0.0)
         count += ok
     with np.errstate(divide="ignore", invalid="ignore"):
         flux = np.where(count > 0, swf / sw, np.nan)

@@ -87,10 +87,13 @@ class Driver:
         self.decider.restore(state)
         # The precovery buffer as an uninterrupted run would have it: the newest stored
         # images, re-read (streamed images are kept on disk for this, see run.live).
-        recent = store.recent_images(self.config.new_source.precovery_images)
-        readable = [p for p in recent if Path(p).exists()]
-        if readable:
-            self.decider.remember(list(measurer.map(readable)))
+        recent = [(p, scale) for p, scale in
+                  store.recent_images(self.config.new_source.precovery_images)
+                  if Path(p).exists()]
+        if recent:
+            measured = measurer.map([p for p, _ in recent])
+            self.decider.remember([replace(m, record=replace(m.record, flux_scale=scale))
+                                   for m, (_, scale) in zip(measured, recent, strict=True)])
         self.newest_mjd = float(state.values.get("newest_time_mjd", "nan"))
         # Monitoring positions new to this run: stored with the first accepted image
         # (the monitor table refers to their source rows).
