@@ -60,7 +60,24 @@ def configure(p: argparse.ArgumentParser) -> None:
         type=int,
         default=8,
         metavar="N",
-        help="timesteps waiting for processing before the oldest is dropped (default %(default)s)",
+        help="timesteps waiting in memory for processing; more wait in the spool "
+        "(default %(default)s)",
+    )
+    p.add_argument(
+        "--spool-dir",
+        default=None,
+        metavar="DIR",
+        help="where timesteps past --max-queue wait while processing is behind (e.g. "
+        "waiting out a database outage), in a temporary folder made there; default: the "
+        "SQLite database's folder (the working folder for other databases)",
+    )
+    p.add_argument(
+        "--spool-max-mb",
+        type=float,
+        default=2048.0,
+        metavar="MB",
+        help="size of the spool; when it is full too, the oldest waiting timestep is "
+        "dropped (default %(default)s; 0: no spool)",
     )
     add_plugin_option(p)
     p.add_argument("--no-console", action="store_true",
@@ -104,6 +121,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
 
 
+def default_spool_dir(db: str | None) -> str:
+    """The SQLite database's folder (the working folder for other databases), where the
+    spool makes its temporary folder: on the database's disk, not a small /tmp."""
+    from pathlib import Path
+
+    from trapline.storage.engine import default_url, normalise_url, sqlite_file
+
+    path = sqlite_file(normalise_url(db or default_url()))
+    return str(path.parent if path else Path.cwd())
+
+
 def run(args: argparse.Namespace) -> int:
     from trapline.errors import ConfigError
     from trapline.image import Beam
@@ -122,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
             bands=args.bands,
             max_wait_s=args.max_wait_s,
             max_queue=args.max_queue,
+            spool_dir=args.spool_dir or default_spool_dir(args.db),
+            spool_max_mb=args.spool_max_mb,
             limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
             metrics_port=args.metrics_port,
             log_every_s=args.metrics_every_s,

@@ -30,7 +30,12 @@ class StreamConfig:
         bands: images expected per timestep (one per band); 0: unknown, so every
             timestep waits ``max_wait_s``.
         max_wait_s: longest a timestep waits for missing bands after its first image.
-        max_queue: assembled timesteps waiting for processing before the oldest is dropped.
+        max_queue: assembled timesteps waiting in memory for processing; more go to
+            the spool.
+        spool_dir: where the on-disk spool of timesteps past ``max_queue`` makes its
+            temporary folder; ``None``: the system's temporary folder.
+        spool_max_mb: size of the spool (MB); when it is full too, the oldest waiting
+            timestep is dropped; 0: no spool.
         limits: largest header and pixel payload accepted per message.
         read_timeout_s: a connection silent this long in the middle of a message is
             closed (truncated); 0: never.
@@ -50,6 +55,8 @@ class StreamConfig:
     bands: int = 0
     max_wait_s: float = 2.0
     max_queue: int = 8
+    spool_dir: str | None = None
+    spool_max_mb: float = 2048.0
     limits: Limits = field(default_factory=Limits)
     read_timeout_s: float = 30.0
     reconnect_initial_s: float = 0.5
@@ -82,6 +89,8 @@ class StreamConfig:
             raise ConfigError("stream.max_wait_s must be >= 0")
         if self.max_queue < 1:
             raise ConfigError("stream.max_queue must be >= 1")
+        if self.spool_max_mb < 0:
+            raise ConfigError("stream.spool_max_mb must be >= 0 (0: no spool)")
         if self.reconnect_initial_s <= 0 or self.reconnect_max_s < self.reconnect_initial_s:
             raise ConfigError("stream: reconnect backoff must be > 0 and max >= initial")
         for name in GUARD_OPTIONS:
