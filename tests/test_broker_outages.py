@@ -124,3 +124,29 @@ def test_dbwriters_to_one_database_share_the_work(tmp_path, private_redis, monke
         for host in hosts:
             host.close()
     assert len(trapline.api.open(str(tmp_path / "shared.sqlite")).images()) == 8
+
+
+def test_outbox_spools_to_a_file_and_publishes_in_order(tmp_path, private_redis, caplog):
+    """Published while the server is down, past the memory part of the buffer: the rest
+    goes to a spool file; all are published in order once the server is back."""
+    import logging
+
+    from trapline.channels import open_broker
+
+    private_redis.stop()
+    url = f"{private_redis.url}?prefix=spool&buffer_mb=0.001&spool_dir={tmp_path / 'out'}"
+    with caplog.at_level(logging.WARNING, logger="trapline.channels"):
+        broker = open_broker(url)
+        ids = [broker.publish("images", {"n": n, "pad": "x" * 100}) for n in range(50)]
+        assert set(ids) == {"buffered"}
+        assert len(broker.outbox) == 50 and broker.outbox.spooled > 40
+        spool = broker.outbox.spool_path
+        assert spool is not None and spool.parent == tmp_path / "out" and spool.exists()
+        private_redis.start()
+        broker._retry_at = 0.0  # don't wait out the backoff in a test
+        assert broker.flush()
+        assert not spool.exists()
+        got = broker.read("images", "check", "c1", count=100)
+        assert [m.record["n"] for m in got] == list(range(50))
+        broker.close()
+    assert "published the 50 buffered messages" in caplog.text
