@@ -150,3 +150,16 @@ def test_outbox_spools_to_a_file_and_publishes_in_order(tmp_path, private_redis,
         assert [m.record["n"] for m in got] == list(range(50))
         broker.close()
     assert "published the 50 buffered messages" in caplog.text
+
+
+def test_consume_once_with_the_broker_down_says_so(tmp_path, private_redis, capsys):
+    """``consume --once`` while Redis is down: one line saying so, exit 1 (not a
+    traceback, not a silent success)."""
+    from trapline.cli import main
+
+    private_redis.stop()
+    rc = main(["consume", "--broker", private_redis.url, "--once", "--plugin",
+               f"parquet:directory={tmp_path / 'archive'}"])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "unreachable" in out.splitlines()[-1]

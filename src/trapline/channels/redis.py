@@ -214,7 +214,8 @@ class RedisBroker(Broker):
     def read(self, channel: str, group: str, consumer: str, *, count: int = 10,
              block_s: float = 0.0) -> list[Message]:
         """See :meth:`Broker.read`; nothing while the server is unreachable (waiting
-        ``block_s`` at most for the next attempt)."""
+        ``block_s`` at most for the next attempt). ``block_s`` must stay below the
+        10 s socket timeout, past which the server counts as unreachable."""
         if self.down and block_s > 0:
             time.sleep(max(0.0, min(block_s, self._retry_at - time.monotonic())))
         self.flush()
