@@ -32,6 +32,7 @@ class Outbox:
         self._spool: Any = None  # the open spool file (write at the end, read at _offset)
         self._spool_path: Path | None = None
         self._offset = 0
+        self._peeked = (0, 0)  # offset after, and size of, the entry peek() read
         self._spooled = 0  # entries in the file not read back yet
         self._spool_size = 0
         self.spooled_total = 0  # entries that ever went to the file
@@ -73,18 +74,17 @@ class Outbox:
         if not self._spooled:
             raise IndexError("the outbox is empty")
         self._spool.seek(self._offset)
-        channel, fields, _ = pickle.load(self._spool)
+        channel, fields, size = pickle.load(self._spool)
+        self._peeked = (self._spool.tell(), size)
         return channel, fields
 
     def pop(self) -> None:
-        """Remove the oldest entry (after it was published)."""
+        """Remove the oldest entry (after :meth:`peek`, once it was published)."""
         if self._memory:
             _, _, size = self._memory.popleft()
             self._memory_size -= size
             return
-        self._spool.seek(self._offset)
-        _, _, size = pickle.load(self._spool)
-        self._offset = self._spool.tell()
+        self._offset, size = self._peeked
         self._spooled -= 1
         self._spool_size -= size
         if not self._spooled:  # read back entirely: start afresh
