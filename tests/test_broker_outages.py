@@ -54,6 +54,16 @@ def test_outage_mid_run_loses_nothing(tmp_path, private_redis):
                             f"parquet:directory={archive}")
     producer = trapline_cli("run", str(files), "--db", db, "--workers", "0",
                             "--no-progress", "--broker", broker)
+    try:
+        _outage_then_check(private_redis, producer, consumer, db, archive)
+    finally:
+        for process in (producer, consumer):  # none left behind when a check fails
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _outage_then_check(private_redis, producer, consumer, db, archive) -> None:
     client = redis.Redis(port=private_redis.port)
     wait_for(lambda: client.exists("outage:results") and client.xlen("outage:results") >= 3,
              60, "the first results on the broker")
