@@ -101,3 +101,20 @@ def redis_prefix():
         if keys:
             client.delete(*keys)
         client.close()
+
+
+@pytest.fixture
+def private_redis(tmp_path):
+    """A redis-server of this test's own (see helpers.PrivateRedis), stopped after."""
+    import shutil
+
+    from helpers import PrivateRedis
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

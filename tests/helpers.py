@@ -65,3 +65,54 @@ def stream_through(processor, sim, fmt: str = "gijs", bands: int | None = None,
         return await task
 
     return asyncio.run(main())
+
+
+class PrivateRedis:
+    """A redis-server of the test's own on a free port (never the machine's): stop it
+    and start it again to make an outage. Without automatic snapshots, like the
+    machine's; ``stop()`` saves its data first (``SHUTDOWN SAVE``) so the restarted
+    server holds the streams and groups again, as a persistent deployment would."""
+
+    def __init__(self, directory: Path):
+        import shutil
+        import socket
+
+        self.binary = shutil.which("redis-server")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process = None
+
+    def start(self) -> None:
+        import subprocess
+        import time
+
+        import redis
+
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.directory)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        for _ in range(200):
+            try:
+                client.ping()
+                return
+            except redis.RedisError:
+                time.sleep(0.02)
+        raise RuntimeError(f"private redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        import redis
+
+        if self.process is None:
+            return
+        try:
+            redis.Redis(port=self.port).shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it exits
+        self.process.wait(10)
+        self.process = None

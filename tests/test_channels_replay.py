@@ -44,7 +44,7 @@ stop = threading.Event()
 def idle_exit():
     # stop once everything published is handled and nothing is pending
     while not stop.is_set():
-        p = broker.pending("results", "dbwriter")
+        p = broker.pending("results", host.plugins[0].group)
         done = broker.client.xinfo_groups(broker.key("results"))[0]
         if p.count == 0 and done.get("lag", 1) == 0:
             stop.set()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import socket
 import struct
 import threading
@@ -278,7 +279,8 @@ def test_queue_overload_drops_oldest_and_counts_it(caplog):
     async def main():
         collect = Collect(delay_s=0.3)
         listener = Listener(
-            StreamConfig(port=0, bands=1, max_queue=2, log_every_s=0, metrics_port=0), collect
+            StreamConfig(port=0, bands=1, max_queue=2, spool_max_mb=0, log_every_s=0,
+                         metrics_port=0), collect
         )
         task = await started(listener)
         sent = await send_timesteps("127.0.0.1", listener.ports[0], simulated_timesteps(sim))
@@ -301,6 +303,80 @@ def test_queue_overload_drops_oldest_and_counts_it(caplog):
     assert "queue full" in caplog.text
     assert 'trapline_stream_dropped_total{reason="queue_full"}' in page
     assert "trapline_stream_images_decoded_total 8" in page
+
+
+class Blocked(Collect):
+    """A processor that waits for ``release`` (a pipeline waiting out a database outage)."""
+
+    def __init__(self):
+        super().__init__()
+        self.release = threading.Event()
+
+    def __call__(self, step) -> None:
+        self.release.wait(30)
+        super().__call__(step)
+
+
+async def metrics_page(port: int) -> str:
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    page = (await r.read()).decode()
+    w.close()
+    return page
+
+
+def blocked_run(tmp_path, spool_max_mb: float, epochs: int):
+    """``epochs`` timesteps over a socket to a listener (max_queue 2) whose processor
+    is blocked until all have arrived; returns what it processed, the metrics, the
+    times sent and the metrics page while blocked."""
+    sim = SimulationConfig(seed=1, size=32, epochs=epochs, bands=1, n_steady=1,
+                           n_variable=0, n_transient=0, n_fading=0)
+    steps = list(simulated_timesteps(sim))
+
+    async def main():
+        blocked = Blocked()
+        listener = Listener(StreamConfig(port=0, bands=1, max_queue=2, log_every_s=0,
+                                         metrics_port=0, spool_dir=str(tmp_path / "spool"),
+                                         spool_max_mb=spool_max_mb), blocked)
+        task = await started(listener)
+        sent = await send_timesteps("127.0.0.1", listener.ports[0], steps)
+        await until(lambda: listener.metrics.images_decoded == sent
+                    and listener.metrics.timesteps_complete == epochs)
+        page = await metrics_page(listener.metrics_port)
+        blocked.release.set()
+        listener.stop()
+        return blocked, await task, page
+
+    blocked, metrics, page = asyncio.run(main())
+    return blocked.steps, metrics, [s[0].time_mjd for s in steps], page
+
+
+def test_blocked_processing_spools_to_disk_and_drops_nothing(tmp_path):
+    """3x max_queue timesteps arrive while processing is blocked: the ones past the
+    queue wait on disk, and every one is processed afterwards, in order."""
+    processed, metrics, sent, page = blocked_run(tmp_path, 64.0, epochs=6)
+    # (the wire carries times to ~1e-11 d; timesteps are 1e-5 d apart)
+    assert [s.images[0].time_mjd for s in processed] == pytest.approx(sent, abs=1e-9)
+    assert metrics.timesteps_dropped == 0 and not metrics.dropped
+    assert metrics.timesteps_spooled >= 3  # 1 processing (blocked), 2 queued, 3 spooled
+    assert "trapline_stream_spool_depth 3" in page
+    assert "trapline_stream_timesteps_spooled_total 3" in page
+    spool_bytes = int(re.search(r"^trapline_stream_spool_bytes (\d+)$", page, re.M)[1])
+    assert spool_bytes > 3 * 32 * 32 * 4  # three images of float32 pixels at least
+    assert "spool 0 (0.0 MB, 3 spooled in all)" in metrics.log_line()
+    assert not list((tmp_path / "spool").iterdir())  # its files and folder are gone
+
+
+def test_full_spool_drops_the_oldest_and_counts_it(tmp_path, caplog):
+    """A spool with room for about one timestep: the oldest waiting ones are dropped,
+    counted and logged; what is processed is in order and ends with the newest."""
+    with caplog.at_level(logging.WARNING, logger="trapline.stream"):
+        processed, metrics, sent, _ = blocked_run(tmp_path, 0.006, epochs=6)
+    times = [s.images[0].time_mjd for s in processed]
+    assert metrics.timesteps_dropped > 0
+    assert len(times) + metrics.timesteps_dropped == len(sent)
+    assert times == sorted(times) and times[-1] == sent[-1]
+    assert "spool full" in caplog.text
 
 
 def test_client_mode_connects_and_reconnects_with_backoff():

@@ -31,10 +31,16 @@ __all__ = [
 ]
 
 
+# RedisBroker options that a broker URL's query may set.
+_REDIS_OPTIONS = ("prefix", "maxlen", "claim_idle_s", "buffer_mb", "buffer_max_mb",
+                  "spool_dir", "retry_max_s", "drain_s")
+
+
 def open_broker(url: str | None = None, **options) -> Broker:
     """A broker from a URL: None or ``memory://`` embedded, ``redis://`` or
-    ``rediss://`` Redis Streams, ``?prefix=NAME`` naming its streams (``options`` go to
-    the broker's constructor).
+    ``rediss://`` Redis Streams, ``?prefix=NAME`` naming its streams and the other
+    options of :class:`~trapline.channels.redis.RedisBroker` (e.g. ``buffer_mb``,
+    ``spool_dir``) in the query too (``options`` go to the broker's constructor).
 
     Raises:
         TraplineError: an unknown scheme, or ``redis://`` without the redis package.
@@ -49,11 +55,12 @@ def open_broker(url: str | None = None, **options) -> Broker:
         except ImportError as exc:
             raise TraplineError(install_hint("the Redis broker", "redis", exc)) from None
 
-        # ``?prefix=NAME`` names the streams (several pipelines on one server).
+        # ``?prefix=NAME`` names the streams (several pipelines on one server); the
+        # other options of RedisBroker may be given in the query too.
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
-        if "prefix" in query:
-            options.setdefault("prefix", query.pop("prefix"))
-            url = urlunsplit(parts._replace(query=urlencode(query)))
+        for name in set(query) & set(_REDIS_OPTIONS):
+            options.setdefault(name, query.pop(name))
+        url = urlunsplit(parts._replace(query=urlencode(query)))
         return RedisBroker(url, **options)
     raise TraplineError(f"unknown broker URL {url!r}: use memory:// or redis://HOST:PORT/DB")

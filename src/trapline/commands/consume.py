@@ -42,4 +42,8 @@ def run(args: argparse.Namespace) -> int:
             handled = None
     if handled is not None:
         print(f"{handled} messages handled by {', '.join(p.name for p in plugins)}")
+        if getattr(broker, "down", False):
+            print(f"trapline consume: error: broker {args.broker} unreachable: run again "
+                  "when it is back (what is left waits in the consumer groups)")
+            return 1
     return 1 if host.failures else 0

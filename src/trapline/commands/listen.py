@@ -83,6 +83,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
 
 
+def default_spool_dir(db: str | None) -> str:
+    """The SQLite database's folder (the working folder for other databases), where the
+    spool makes its temporary folder: on the database's disk, not a small /tmp."""
+    from pathlib import Path
+
+    from trapline.storage.engine import default_url, normalise_url, sqlite_file
+
+    path = sqlite_file(normalise_url(db or default_url()))
+    return str(path.parent if path else Path.cwd())
+
+
 def run(args: argparse.Namespace) -> int:
     from trapline.errors import ConfigError
     from trapline.image import Beam
@@ -93,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     port = args.port if args.port is not None else (None if args.connect else 6666)
     try:
+        values = flag_values(args, StreamConfig)
+        values["spool_dir"] = values.get("spool_dir") or default_spool_dir(args.db)
         stream = StreamConfig(
             host=args.host,
             port=port,
@@ -100,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
             limits=Limits(max_pixel_bytes=int(args.max_image_mb * 2**20)),
             metrics_port=args.metrics_port,
             log_every_s=args.metrics_every_s,
-            **flag_values(args, StreamConfig),
+            **values,
         )
     except ConfigError as exc:
         print(f"trapline listen: error: {exc}")

@@ -47,7 +47,8 @@ from trapline.errors import ConfigError
 
 __all__ = [
     "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "Configurable", "DeadLetter", "Option",
-    "Plugin", "PluginContext", "PluginHost", "builtin_options", "discover", "load_plugin",
+    "Plugin", "PluginContext", "PluginHost", "builtin_options", "database_group", "discover",
+    "group_of", "load_plugin",
     "load_plugin_spec", "load_plugins", "parse_spec", "with_alerter",
 ]
 
@@ -383,9 +384,31 @@ def with_alerter(plugins: Sequence[Plugin]) -> list[Plugin]:
     return plugins
 
 
+def group_of(plugin: Plugin) -> str:
+    """The consumer group a plug-in reads in: its ``group`` attribute (after start)
+    when it has one, else its name."""
+    return getattr(plugin, "group", None) or plugin.name
+
+
+def database_group(name: str, url: Any) -> str:
+    """The group of a plug-in that writes to one database (``url``: text or a
+    SQLAlchemy URL): ``NAME:URL`` (the URL
+    normalised, a SQLite file's path absolute, the password hidden). Writers to
+    different databases then each get every message; writers to the same database
+    share the work."""
+    from trapline.storage.engine import describe, normalise_url, sqlite_file
+
+    parsed = normalise_url(url)
+    path = sqlite_file(parsed)
+    if path is not None:
+        parsed = parsed.set(database=str(path.expanduser().resolve()))
+    return f"{name}:{describe(parsed)}"
+
+
 class PluginHost:
-    """Feeds plug-ins from a broker. Each plug-in reads in its own group (its name), as
-    consumer ``consumer``; run several hosts with different consumer names to share
+    """Feeds plug-ins from a broker. Each plug-in reads in its own group
+    (:func:`group_of`: its name, or for database writers the name and the database),
+    as consumer ``consumer``; run several hosts with different consumer names to share
     the work of a group, or the same name to resume a host that stopped."""
 
     def __init__(self, broker: Broker, plugins: Iterable[Plugin], *, consumer: str = "host",
@@ -400,11 +423,11 @@ class PluginHost:
         context = PluginContext(publish=lambda channel, record: broker.publish(channel, record),
                                 db_url=db_url)
         for plugin in self.plugins:
-            for channel in plugin.channels:  # every group exists before anything is read
-                broker.ensure_group(channel, plugin.name)
             start = getattr(plugin, "start", None)
             if start is not None:
                 start(context)
+            for channel in plugin.channels:  # every group exists before anything is read
+                broker.ensure_group(channel, group_of(plugin))
 
     def __enter__(self) -> PluginHost:
         return self
@@ -447,7 +470,7 @@ class PluginHost:
         n = 0
         for plugin in self.plugins:
             for channel in plugin.channels:
-                messages = self.broker.read(channel, plugin.name, self.consumer,
+                messages = self.broker.read(channel, group_of(plugin), self.consumer,
                                             count=self.batch, block_s=block_s)
                 for message in messages:
                     self._deliver(plugin, message)

@@ -6,7 +6,7 @@ import logging
 
 from trapline.channels.base import RESULTS
 from trapline.pipeline.config import PipelineConfig
-from trapline.plugins.base import BasePlugin, PluginContext
+from trapline.plugins.base import BasePlugin, PluginContext, database_group
 
 __all__ = ["Compactor"]
 
@@ -39,6 +39,8 @@ class Compactor(BasePlugin):
 
             self.store = Store(self.url or context.db_url)
             self._own_store = True
+        # One group per database: writers to other databases get every result too.
+        self.group = database_group(self.name, self.store.url)
 
     def handle(self, record) -> None:
         self.seen += 1

@@ -6,7 +6,7 @@ import json
 import logging
 
 from trapline.channels.base import RESULTS, Message
-from trapline.plugins.base import BasePlugin, PluginContext
+from trapline.plugins.base import BasePlugin, PluginContext, database_group
 from trapline.records import ImageResult
 
 __all__ = ["DBWriter", "STATE_HEADER"]
@@ -45,6 +45,8 @@ class DBWriter(BasePlugin):
             self._own_store = True
             if self.upgrade:
                 self.store.upgrade()
+        # One group per database: writers to other databases get every result too.
+        self.group = database_group(self.name, self.store.url)
 
     def handle_message(self, message: Message) -> None:
         state = message.headers.get(STATE_HEADER)

@@ -93,4 +93,8 @@ def run_files(inputs: list[str], db_url: str | None = None,
     with Store(db_url) as store:
         store.upgrade()
         shared = open_broker(broker) if broker else None
-        return run_images(store, paths, config, progress, scheduler, shared, plugins)
+        try:
+            return run_images(store, paths, config, progress, scheduler, shared, plugins)
+        finally:
+            if shared is not None:
+                shared.close()  # publishes what an outage held back

@@ -31,10 +31,11 @@ class StreamConfig:
         metrics_port: port of the Prometheus text endpoint ``/metrics``; ``None``: none.
         metrics_host: address the metrics endpoint binds.
         log_every_s: interval of the metrics log line; 0: never.
-        bands, max_wait_s, max_queue (timestep assembly) and max_connections,
-            idle_timeout_s, message_timeout_s, max_buffered_mb (guards against senders
-            that would starve the others, :class:`~trapline.stream.server.Guard`): see
-            each field's declared help, also that of its ``trapline listen`` flag.
+        bands, max_wait_s, max_queue, spool_max_mb, spool_dir (timestep assembly) and
+            max_connections, idle_timeout_s, message_timeout_s, max_buffered_mb (guards
+            against senders that would starve the others,
+            :class:`~trapline.stream.server.Guard`): see each field's declared help, also
+            that of its ``trapline listen`` flag.
     """
 
     host: str = "127.0.0.1"
@@ -48,8 +49,17 @@ class StreamConfig:
         2.0, "longest wait for a timestep's missing bands", check=non_negative,
         group="timestep", metavar="S")
     max_queue: int = option(
-        8, "timesteps waiting for processing before the oldest is dropped", check=at_least(1),
-        group="timestep", metavar="N")
+        8, "timesteps waiting in memory for processing; more wait in the spool",
+        check=at_least(1), group="timestep", metavar="N")
+    spool_max_mb: float = option(
+        2048.0, "size of the on-disk spool of timesteps past --max-queue (MB); when it is "
+        "full too, the oldest waiting timestep is dropped", check=non_negative,
+        group="timestep", metavar="MB", zero="no spool")
+    spool_dir: str | None = option(
+        None, "where timesteps past --max-queue wait while processing is behind (e.g. "
+        "waiting out a database outage), in a temporary folder made there",
+        group="timestep", metavar="DIR",
+        unset="the SQLite database's folder (the working folder for other databases)")
     limits: Limits = field(default_factory=Limits)
     read_timeout_s: float = 30.0
     reconnect_initial_s: float = 0.5

@@ -3,7 +3,9 @@
 Sockets, decoding and timestep assembly run on one asyncio event loop; finished
 timesteps wait in a bounded queue and are processed one at a time, in time order, in a
 worker thread (for the pipeline: :class:`trapline.run.LiveProcessor`). When processing falls
-behind and the queue is full, the oldest waiting timestep is dropped: counted in the
+behind (e.g. waiting out a database outage) and the queue is full, further timesteps
+wait in an on-disk spool (:class:`~trapline.stream.spool.Spool`) and come back in order;
+only when the spool is full too is the oldest waiting timestep dropped: counted in the
 metrics and logged, never silently.
 """
 
@@ -24,6 +26,7 @@ from trapline.stream.client import connect_loop
 from trapline.stream.config import StreamConfig
 from trapline.stream.metrics import StreamMetrics
 from trapline.stream.server import bound_port, start_metrics_server, start_server
+from trapline.stream.spool import Spool
 from trapline.stream.wire import Frame, frame_to_image
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,7 @@ class Listener:
         self.metrics_port: int | None = None
         self.started = asyncio.Event()
         self._queue: deque[Timestep] = deque()
+        self.spool = Spool(config.spool_dir, int(config.spool_max_mb * 2**20))
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="trapline-process")
@@ -75,20 +79,48 @@ class Listener:
         self._wake.set()
 
     def _enqueue(self, step: Timestep) -> None:
-        if len(self._queue) >= self.config.max_queue:
-            old = self._queue.popleft()
-            self.metrics.timesteps_dropped += 1
-            self.metrics.dropped["queue_full"] += old.n_bands
-            log.warning(
-                "stream: processing is behind, queue full (%d timesteps): dropped "
-                "timestep at MJD %.6f (%d images)",
-                self.config.max_queue,
-                old.time_mjd,
-                old.n_bands,
-            )
-        self._queue.append(step)
-        self.metrics.queue_depth = len(self._queue)
+        """Queue a finished timestep: in memory while there is room, else in the spool
+        (after those there: while anything is spooled, the queue is full)."""
+        if len(self._queue) < self.config.max_queue and not len(self.spool):
+            self._queue.append(step)
+        else:
+            data = self.spool.encode(step) if self.spool.max_bytes else None
+            # Spool full: drop the oldest waiting timesteps until this one fits.
+            while data is not None and not self.spool.fits(data) and len(self.spool):
+                self._drop_oldest()
+                self._queue.append(self.spool.pop())  # the oldest spooled one moves up
+            if data is not None and self.spool.fits(data):
+                self.spool.append(data)
+                self.metrics.timesteps_spooled += 1
+            else:  # no spool, or a timestep larger than the whole spool
+                self._drop_oldest()
+                self._queue.append(step)
+        self._count_waiting()
         self._wake.set()
+
+    def _drop_oldest(self) -> None:
+        old = self._queue.popleft()
+        self.metrics.timesteps_dropped += 1
+        self.metrics.dropped["queue_full"] += old.n_bands
+        log.warning(
+            "stream: processing is behind, queue full (%d timesteps) and spool full (%d "
+            "timesteps, %.1f MB): dropped timestep at MJD %.6f (%d images)",
+            self.config.max_queue, len(self.spool), self.spool.nbytes / 2**20,
+            old.time_mjd, old.n_bands,
+        )
+
+    def _next(self) -> Timestep:
+        """The oldest waiting timestep; the queue is refilled from the spool."""
+        step = self._queue.popleft()
+        while len(self.spool) and len(self._queue) < self.config.max_queue:
+            self._queue.append(self.spool.pop())
+        self._count_waiting()
+        return step
+
+    def _count_waiting(self) -> None:
+        self.metrics.queue_depth = len(self._queue)
+        self.metrics.spool_depth = len(self.spool)
+        self.metrics.spool_bytes = self.spool.nbytes
 
     # -- running ---------------------------------------------------------------------
 
@@ -153,6 +185,7 @@ class Listener:
             if hasattr(self.process, "close"):
                 await loop.run_in_executor(self._executor, self.process.close)  # type: ignore[attr-defined]
             self._executor.shutdown(wait=True)
+            self.spool.close()
         log.info("%s", self.metrics.log_line())
         return self.metrics
 
@@ -161,9 +194,7 @@ class Listener:
         while True:
             timeout = self.assembler.poll()
             if self._queue:
-                step = self._queue.popleft()
-                self.metrics.queue_depth = len(self._queue)
-                await self._process(loop, step)
+                await self._process(loop, self._next())
                 continue
             if self._stop.is_set():
                 self.assembler.flush()

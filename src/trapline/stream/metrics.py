@@ -42,6 +42,9 @@ class StreamMetrics:
     images_processed: int = 0
     processing_errors: int = 0
     queue_depth: int = 0
+    spool_depth: int = 0  # timesteps waiting in the on-disk spool
+    spool_bytes: int = 0
+    timesteps_spooled: int = 0  # that ever went to the spool
     stage_seconds: Counter = field(default_factory=Counter)
     stage_count: Counter = field(default_factory=Counter)
     _recent: dict = field(default_factory=lambda: {s: deque(maxlen=RECENT) for s in STAGES},
@@ -83,7 +86,9 @@ class StreamMetrics:
             f"stream: {d.connections_active} connection(s), {d.messages_received} messages, "
             f"{d.images_decoded} images decoded, {rej} rejected, {drop} dropped; "
             f"timesteps {d.timesteps_complete} complete, {d.timesteps_partial} partial, "
-            f"{d.timesteps_processed} processed; queue {d.queue_depth}"
+            f"{d.timesteps_processed} processed; queue {d.queue_depth}; spool "
+            f"{d.spool_depth} ({d.spool_bytes / 2**20:.1f} MB, {d.timesteps_spooled} spooled "
+            "in all)"
         )
         if self.stage_count["latency"]:
             text += (f"; latency p50 {self.quantile('latency', 0.5):.2f} s, "
@@ -101,7 +106,8 @@ class StreamMetrics:
         def emit(name: str, kind: str, value, labels: str = "") -> None:
             lines.append(f"{prefix}_{name}{labels} {value}")
 
-        gauges = {"queue_depth", "connections_active", "bytes_buffered"}
+        gauges = {"queue_depth", "spool_depth", "spool_bytes", "connections_active",
+                  "bytes_buffered"}
         for stage in STAGES:
             metric = f"{stage}_seconds"
             lines.append(f"# TYPE {prefix}_{metric} summary")
