@@ -82,7 +82,8 @@ def _bins_from_points(rows: pd.DataFrame, resolution_s: float) -> pd.DataFrame:
         "bin_start_mjd": bin_start(rows.time_mjd.to_numpy(), resolution_s),
         "n": 1,
         "n_blind": (rows.kind == "blind").astype(np.int64),
-        "n_forced": (rows.kind == "forced").astype(np.int64),
+        # A precovery point is a forced fit too (made on an earlier image).
+        "n_forced": rows.kind.isin(["forced", "precovery"]).astype(np.int64),
         "n_monitor": (rows.kind == "monitor").astype(np.int64),
         "t_min_mjd": rows.time_mjd, "t_max_mjd": rows.time_mjd, "st_mjd": rows.time_mjd,
     })

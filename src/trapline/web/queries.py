@@ -310,11 +310,27 @@ def source(conn: Connection, source_id: int) -> dict[str, Any] | None:
         return None
     out = rows[0]
     out["bands"] = _rows(conn, select(B.band, B.n, MEAN_FLUX.label("mean_int_flux"), B.eta_int,
-                                      B.v_int, B.eta_peak, B.v_peak, B.max_snr, B.misses)
+                                      B.v_int, B.eta_peak, B.v_peak, B.max_snr, B.misses,
+                                      B.vs_int, B.m_int)
                          .where(B.source_id == source_id).order_by(B.band))
     alerts = select(*C.__table__.columns).where(C.source_id == source_id)
     out["candidates"] = _rows(conn, alerts.order_by(C.candidate_id.desc()), ["time_mjd"])
+    # One-to-many splits: the source this lightcurve forked from, and those forked from it.
+    F = models.SourceFork
+    fork = select(F.source_id, F.parent_id, F.image_id, I.time_mjd).join(
+        I, I.image_id == F.image_id)
+    parents = _rows(conn, fork.where(F.source_id == source_id), ["time_mjd"])
+    out["forked_from"] = parents[0] if parents else None
+    out["forks"] = _rows(conn, fork.where(F.parent_id == source_id).order_by(F.source_id),
+                         ["time_mjd"])
     return out
+
+
+def image_candidates(conn: Connection, image_id: int) -> list[dict[str, Any]]:
+    """The candidates decided in an image, vetoed and rejected new detections included
+    (kind 'new-rejected', with their reason)."""
+    stmt = select(*C.__table__.columns).where(C.image_id == image_id).order_by(C.candidate_id)
+    return _rows(conn, stmt, ["time_mjd"])
 
 
 def resolutions(conn: Connection, source_id: int) -> list[float]:
@@ -324,12 +340,15 @@ def resolutions(conn: Connection, source_id: int) -> list[float]:
 
 
 def cutout_images(conn: Connection, source_id: int, newest: int = 4) -> list[dict]:
-    """The images to vet a source in, each with its ``labels``: its first detection
-    (earliest blind measurement), its peak (brightest measurement, peak flux) and the
+    """The images to vet a source in, each with its ``labels``: the last earlier image
+    its precovery fit was made on (before detection), its first detection (earliest
+    blind measurement), its peak (brightest measurement, peak flux) and the
     ``newest`` images it was measured in; an image with several roles is listed once."""
     base = (select(M.image_id, M.band, M.kind, M.time_mjd, M.peak_flux, M.int_flux, I.path)
             .join(I, I.image_id == M.image_id).where(M.source_id == source_id))
     picks = [
+        ("before detection", base.where(M.kind == "precovery")
+         .order_by(M.time_mjd.desc(), M.band).limit(1)),
         ("first detection", base.where(M.kind == "blind").order_by(M.time_mjd, M.band).limit(1)),
         ("peak", base.where(M.peak_flux.is_not(None)).order_by(M.peak_flux.desc()).limit(1)),
         ("newest", base.order_by(M.time_mjd.desc(), M.band).limit(newest)),

@@ -165,9 +165,11 @@ def image(request: Request, conn: Conn, image_id: IdPath, format: FormatQ = "htm
         raise not_found(f"image {image_id}")
     found = queries.measurements(conn, image_id=image_id, page=page, per_page=per_page,
                                  sort=sort, order=order)
-    data = {"image": meta, "measurements": found.as_json()}
+    candidates = queries.image_candidates(conn, image_id)
+    data = {"image": meta, "candidates": candidates, "measurements": found.as_json()}
     return render(request, format, "image.html", data, found.rows, f"image{image_id}",
-                  image=meta, page=found, sorts=list(queries.MEASUREMENT_SORTS))
+                  image=meta, candidates=candidates, page=found,
+                  sorts=list(queries.MEASUREMENT_SORTS))
 
 
 @router.get("/images/{image_id}/thumbnail.png", summary="PNG of the image, sources circled",

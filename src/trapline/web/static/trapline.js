@@ -4,7 +4,7 @@ const trapline = (() => {
   const BAND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                         "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const KIND_SYMBOL = {blind: "circle", forced: "triangle-up-open", monitor: "diamond-open",
-                       bin: "square"};
+                       precovery: "triangle-down-open", bin: "square"};
   const hasPlotly = () => typeof Plotly !== "undefined";
   const colour = (band) => BAND_COLOURS[band % BAND_COLOURS.length];
   const noPlot = (id) => {
