@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import re
 import socket
@@ -447,3 +448,41 @@ def test_stage_latencies_are_timed_and_exported():
     assert 'trapline_stream_processing_seconds{quantile="0.99"}' in text
     assert "trapline_stream_latency_seconds_count 3" in text
     assert "latency p50" in metrics.log_line()
+
+
+def test_listen_reports_progress_and_closes_with_strict_json(tmp_path):
+    """At the default log level ``trapline listen`` logs periodic counts with the
+    candidates so far, says how long it listened, and its closing JSON is strict (no
+    NaN)."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    db = tmp_path / "live.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trapline.cli", "listen", "--port", str(port), "--db", str(db),
+         "--bands", "1", "--duration-s", "6", "--metrics-every-s", "0.5", "--no-console"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+    sim = SimulationConfig(seed=3, epochs=3, bands=1, size=64, n_steady=4, n_variable=0,
+                           n_transient=0, n_fading=0)
+    asyncio.run(send_timesteps("127.0.0.1", port, simulated_timesteps(sim), "gijs"))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "pipeline: " in err and "candidates: " in err  # periodic progress, default level
+    assert "listened for" in out
+    closing = out.strip().splitlines()[-1]
+    assert closing.startswith("stream: ")
+
+    def reject(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    metrics = json.loads(closing[len("stream: "):], parse_constant=reject)
+    assert metrics["images_processed"] == 3

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import signal
 import time
 
@@ -102,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
     from trapline.stream import Limits, Listener, parse_address
 
     config = load_config(args.config)
+    # Progress at the default log level: the listener's periodic counts and candidates.
+    progress_log = logging.getLogger("trapline.stream.listener")
+    if progress_log.getEffectiveLevel() > logging.INFO:
+        progress_log.setLevel(logging.INFO)
     port = args.port if args.port is not None else (None if args.connect else 6666)
     try:
         values = flag_values(args, StreamConfig)
@@ -145,9 +150,13 @@ def run(args: argparse.Namespace) -> int:
     asyncio.run(main())
     elapsed = time.monotonic() - started_at
     summary = processor.summary
+    print(f"trapline listen: listened for {elapsed:.1f} s")
     if summary is not None:
         summary.seconds = elapsed
         print(summary.report())
-    print("stream: " + json.dumps(listener.metrics.as_dict(), sort_keys=True))
+    # Strict JSON: a quantile of no samples is null, not NaN.
+    metrics = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+               for k, v in listener.metrics.as_dict().items()}
+    print("stream: " + json.dumps(metrics, sort_keys=True, allow_nan=False))
     failed = listener.metrics.processing_errors or (summary is not None and summary.failed)
     return 1 if failed else 0

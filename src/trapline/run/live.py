@@ -88,6 +88,15 @@ class LiveProcessor:
             kept.popleft().unlink(missing_ok=True)
         return str(path)
 
+    def progress(self) -> str:
+        """A line of what was decided so far (the listener logs it periodically)."""
+        summary = self.summary
+        if summary is None:
+            return "pipeline: starting"
+        found = ", ".join(f"{k} {v}" for k, v in sorted(summary.candidates.items())) or "none"
+        return (f"pipeline: {summary.accepted} images accepted, "
+                f"{sum(summary.rejected.values())} rejected; candidates: {found}")
+
     @property
     def summary(self):
         return None if self.driver is None else self.driver.summary

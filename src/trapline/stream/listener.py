@@ -235,7 +235,10 @@ class Listener:
     async def _log_metrics(self, every_s: float) -> None:
         while True:
             await asyncio.sleep(every_s)
-            log.info("%s", self.metrics.log_line())
+            # The processor may add what it decided (e.g. candidates so far).
+            progress = getattr(self.process, "progress", None)
+            extra = f"; {progress()}" if callable(progress) else ""
+            log.info("%s%s", self.metrics.log_line(), extra)
 
 
 async def listen(
