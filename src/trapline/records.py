@@ -227,6 +227,23 @@ class PrecoveryPoints(Columns):
 
 
 @dataclass
+class Stamps(Columns):
+    """Small cutouts kept with a new source's candidate (as Rubin's alerts carry them),
+    so its pictures outlive the images (streamed images are gone after processing):
+    ``label`` 'detection' or 'before' (an earlier buffered image of its band); ``pixels``
+    float32 bytes of a ``size`` x ``size`` square of the background-subtracted image
+    (Jy/beam, row 0 at the bottom) centred on the detection's pixel."""
+
+    source_id: np.ndarray
+    image_key: np.ndarray
+    time_mjd: np.ndarray
+    band: np.ndarray
+    label: np.ndarray
+    size: np.ndarray
+    pixels: np.ndarray
+
+
+@dataclass
 class DepthUpdates(Columns):
     """Best (lowest) and worst (highest) detection limit seen so far per sky cell
     (HEALPix nested index) and band (Jy/beam)."""
@@ -258,6 +275,7 @@ class ImageResult:
     depth: DepthUpdates = field(default_factory=DepthUpdates.empty)
     forks: Forks = field(default_factory=Forks.empty)
     precovery: PrecoveryPoints = field(default_factory=PrecoveryPoints.empty)
+    stamps: Stamps = field(default_factory=Stamps.empty)
 
 
 @dataclass

@@ -98,3 +98,19 @@ def test_forks_are_shown_on_both_sources(tmp_path):
         forks = client.get("/download/forks.json").json()
         rows = forks["rows"] if isinstance(forks, dict) else forks
         assert [(r["source_id"], r["parent_id"]) for r in rows] == [(4, 1)]
+
+
+def test_a_new_source_keeps_stamps_that_outlive_its_images(client, tmp_path):
+    """The candidate keeps cutouts of its detection and earlier images in the database:
+    served as pictures by the source page without any image file."""
+    c = _new_candidate(client)
+    page = client.get(f"/sources/{c['source_id']}.json").json()
+    stamps = page["stamps"]
+    labels = [st["label"] for st in stamps]
+    assert labels.count("detection") == 1 and 1 <= labels.count("before") <= 2
+    detection = next(st for st in stamps if st["label"] == "detection")
+    assert detection["time_mjd"] == pytest.approx(c["time_mjd"])
+    png = client.get(detection["url"])
+    assert png.status_code == 200 and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert 'id="stamps"' in client.get(f"/sources/{c['source_id']}").text
+    assert client.get(f"/sources/{c['source_id']}/stamp/999999.png").status_code == 404

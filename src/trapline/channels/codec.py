@@ -49,7 +49,8 @@ def registered() -> dict[str, type]:
 
 for _cls in (records.ImageRecord, records.Measurements, records.SourceStates,
              records.BandStatistics, records.Candidates, records.DepthUpdates,
-             records.Forks, records.PrecoveryPoints, records.ImageResult):
+             records.Forks, records.PrecoveryPoints, records.Stamps,
+             records.ImageResult):
     register(_cls)
 
 

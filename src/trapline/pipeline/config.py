@@ -181,6 +181,11 @@ class NewSourceSection:
         "detection's peak (its sidelobes could explain it; 0: no veto)",
         check=rule(lambda v: 0 <= v < 1, "must be in [0, 1)"))
     sidelobe_radius_beams: float = option(10.0, "... within this many beams", check=positive)
+    stamp_pixels: int = option(
+        31, "a new source's candidate keeps cutouts this many pixels across of its image and "
+        "of the newest earlier images of its band (0: none)", check=non_negative)
+    stamp_images_before: int = option(
+        2, "... of this many earlier images", check=non_negative)
 
 
 @dataclass

@@ -46,6 +46,7 @@ from trapline.pipeline.newsource import new_source_candidates, sidelobe_vetoes
 from trapline.pipeline.precovery import ImageBuffer, precover
 from trapline.pipeline.quality import RmsHistory
 from trapline.pipeline.skymodel import SkyModel
+from trapline.pipeline.stamps import stamps_for
 from trapline.pipeline.variability import over_thresholds, variable_candidates
 from trapline.records import (
     BLIND,
@@ -56,6 +57,7 @@ from trapline.records import (
     ImageResult,
     Measurements,
     PrecoveryPoints,
+    Stamps,
     StoredState,
     concat,
 )
@@ -101,6 +103,7 @@ class _Associated:
     candidates: Candidates
     forks: Forks
     precovery: PrecoveryPoints
+    stamps: Stamps
 
 
 class SkyDecider:
@@ -171,7 +174,7 @@ class SkyDecider:
             results[i] = ImageResult(
                 image=record, measurements=measurements, sources=self.sky.states(touched),
                 statistics=stats, candidates=concat(Candidates, [candidates, variables]),
-                depth=depth, forks=a.forks, precovery=a.precovery)
+                depth=depth, forks=a.forks, precovery=a.precovery, stamps=a.stamps)
         for a in associated.values():
             self.buffer.add(a.record, a.band, a.measured.extraction)
         return results  # type: ignore[return-value]
@@ -326,6 +329,7 @@ class SkyDecider:
         s = self.sky.sources
         candidates, precovery = self._new_sources(band, cat, np.flatnonzero(new & ~forked),
                                                   det_rows, ex.image.beam.bmaj_deg)
+        stamps = self._stamps(record, band, ex, candidates)
         forks = Forks(source_id=s.source_id[det_rows[forked]],
                       parent_id=s.source_id[assoc.parent_row[forked]])
         blind_rows = np.concatenate([det_rows, assoc.shared_rows]).astype(np.int64)
@@ -341,7 +345,21 @@ class SkyDecider:
             smin_asec=cat.smin_asec[blind_dets], pa_deg=cat.pa_deg[blind_dets],
         )
         return _Associated(measured, record, cal, band, blind_rows, blind, candidates, forks,
-                           precovery)
+                           precovery, stamps)
+
+    def _stamps(self, record: ImageRecord, band: int, ex, candidates: Candidates) -> Stamps:
+        """Cutouts for the image's new sources (claimed new only) from it and the newest
+        earlier images of its band."""
+        ns = self.config.new_source
+        new = np.asarray(candidates.kind) == "new"
+        if ns.stamp_pixels <= 0 or not new.any():
+            return Stamps.empty()
+        ids = np.asarray(candidates.source_id)[new]
+        rows = self.sky.rows_of(ids)
+        s = self.sky.sources
+        earlier = self.buffer.images(band)[::-1][:ns.stamp_images_before]
+        return stamps_for(ids, s.ra[rows], s.dec[rows], record, band, ex, earlier,
+                          ns.stamp_pixels)
 
     def _new_sources(self, band: int, cat, detections: np.ndarray, det_rows: np.ndarray,
                      beam_deg: float) -> tuple[Candidates, PrecoveryPoints]:

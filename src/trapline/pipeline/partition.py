@@ -39,6 +39,7 @@ from trapline.records import (
     Measurements,
     PrecoveryPoints,
     SourceStates,
+    Stamps,
     StoredState,
     concat,
 )
@@ -278,12 +279,13 @@ class PartitionedDecider:
             return ImageResult(record)
         owned = [(tile, result) for tile, result in parts if result.image.accepted]
         pieces = {"measurements": [], "sources": [], "statistics": [], "candidates": [],
-                  "depth": [], "forks": [], "precovery": []}
+                  "depth": [], "forks": [], "precovery": [], "stamps": []}
         for tile, result in owned:
             src = result.sources
             own_src = self.tile_of(src.ra, src.dec) == tile if len(src) else np.zeros(0, bool)
             mine = set(src.source_id[own_src].tolist())
-            for name in ("measurements", "statistics", "candidates", "forks", "precovery"):
+            for name in ("measurements", "statistics", "candidates", "forks", "precovery",
+                         "stamps"):
                 cols = getattr(result, name)
                 keep = np.array([s in mine for s in cols.source_id], dtype=bool)
                 pieces[name].append(cols.rows(keep))
@@ -296,7 +298,8 @@ class PartitionedDecider:
         merged = {name: concat(cls, pieces[name]) for name, cls in (
             ("measurements", Measurements), ("sources", SourceStates),
             ("statistics", BandStatistics), ("candidates", Candidates),
-            ("depth", DepthUpdates), ("forks", Forks), ("precovery", PrecoveryPoints))}
+            ("depth", DepthUpdates), ("forks", Forks), ("precovery", PrecoveryPoints),
+            ("stamps", Stamps))}
         record = replace(record, n_blind=len(measured.extraction.sources),
                          n_forced=int((merged["measurements"].kind == 1).sum()),
                          n_monitor=int((merged["measurements"].kind == 2).sum()))

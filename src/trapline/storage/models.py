@@ -219,6 +219,23 @@ class Candidate(Base):
     reason: Mapped[str | None]
 
 
+class CandidateStamp(Base):
+    """A small cutout of a new source kept with its candidate (see records.Stamps): float32
+    pixels, ``size`` x ``size``, row 0 at the bottom, Jy/beam after background subtraction."""
+
+    __tablename__ = "candidate_stamp"
+
+    stamp_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    source_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("source.source_id"),
+                                           index=True)
+    image_key: Mapped[str]
+    time_mjd: Mapped[float | None]
+    band: Mapped[int]
+    label: Mapped[str]
+    size: Mapped[int]
+    pixels: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class SourceFork(Base):
     """A one-to-many split: the lightcurve ``source_id`` forked from ``parent_id`` when
     two detections in image ``image_id`` both matched the parent."""

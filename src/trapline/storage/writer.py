@@ -28,6 +28,7 @@ from trapline.storage.rows import (
 IMAGE = models.Image.__table__
 SOURCE = models.Source.__table__
 SOURCE_FORK = models.SourceFork.__table__
+CANDIDATE_STAMP = models.CandidateStamp.__table__
 MEASUREMENT = models.Measurement.__table__
 BAND_STATISTICS = models.BandStatistics.__table__
 CANDIDATE = models.Candidate.__table__
@@ -211,6 +212,17 @@ def write_precovery(conn: Connection, result: ImageResult) -> None:
         conn.execute(MEASUREMENT.insert(), to_rows(columns))
 
 
+def write_stamps(conn: Connection, result: ImageResult) -> None:
+    """Insert the cutouts kept with the image's new-source candidates."""
+    st = result.stamps
+    if len(st):
+        conn.execute(CANDIDATE_STAMP.insert(), [
+            {"source_id": int(st.source_id[i]), "image_key": str(st.image_key[i]),
+             "time_mjd": float(st.time_mjd[i]), "band": int(st.band[i]),
+             "label": str(st.label[i]), "size": int(st.size[i]), "pixels": bytes(st.pixels[i])}
+            for i in range(len(st))])
+
+
 def set_state(conn: Connection, values: Mapping[str, str]) -> None:
     """Upsert ``pipeline_state`` values."""
     keys = list(values)
@@ -237,6 +249,7 @@ def write_result(
     write_candidates(conn, result, image_id)
     write_forks(conn, result, image_id)
     write_precovery(conn, result)
+    write_stamps(conn, result)
     if state:
         set_state(conn, state)
     return image_id

@@ -262,3 +262,13 @@ def _beam_pixels(img) -> float:
         return float(1.2 * beam.sigma_maj * 2.3548)
     except Exception:
         return 3.0
+
+
+def stamp(pixels: bytes, size: int, png_size: int = 160) -> bytes | None:
+    """PNG of a stamp kept with a candidate (float32, ``size`` x ``size``), its centre
+    circled; None without Pillow."""
+    if not pillow_available():
+        return None
+    data = np.frombuffer(pixels, dtype=np.float32).reshape(size, size)
+    centre = (size - 1) / 2.0
+    return _png(_scale(data), [(centre, centre, "target")], png_size, max(2.0, size / 10))

@@ -414,3 +414,18 @@ def monitors(conn: Connection) -> list[dict[str, Any]]:
     """The monitoring list, oldest first."""
     stmt = select(MON.monitor_id, MON.name, MON.ra, MON.dec, MON.source_id, MON.added_mjd)
     return _rows(conn, stmt.order_by(MON.monitor_id), ["added_mjd"])
+
+
+def stamps(conn: Connection, source_id: int) -> list[dict[str, Any]]:
+    """The cutouts kept with a source's candidate (without their pixels)."""
+    st = models.CandidateStamp
+    stmt = (select(st.stamp_id, st.label, st.band, st.time_mjd, st.image_key, st.size)
+            .where(st.source_id == source_id).order_by(st.time_mjd, st.stamp_id))
+    return _rows(conn, stmt, ["time_mjd"])
+
+
+def stamp_pixels(conn: Connection, source_id: int, stamp_id: int) -> tuple[bytes, int] | None:
+    st = models.CandidateStamp
+    row = conn.execute(select(st.pixels, st.size).where(
+        st.stamp_id == stamp_id, st.source_id == source_id)).first()
+    return None if row is None else (bytes(row[0]), int(row[1]))

@@ -271,7 +271,9 @@ def source(request: Request, conn: Conn, source_id: IdPath, format: FormatQ = "h
         "cutouts": [{"image_id": c["image_id"], "band": c["band"], "time": c["time"],
                      "kind": c["kind"], "peak_flux": c["peak_flux"], "labels": c["labels"],
                      "url": f"/sources/{source_id}/cutout/{c['image_id']}.png"}
-                    for c in cutouts]}
+                    for c in cutouts],
+        "stamps": [{**st, "url": f"/sources/{source_id}/stamp/{st['stamp_id']}.png"}
+                   for st in queries.stamps(conn, source_id)]}
     return render(request, format, "source.html", data, meas.rows, f"source{source_id}",
                   source=found, page=meas, sorts=list(queries.MEASUREMENT_SORTS))
 
@@ -305,6 +307,19 @@ def source_cutout(request: Request, conn: Conn, source_id: IdPath,
     if png is None:
         raise not_found("cutout (file unreadable, position off the image or Pillow missing)")
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/sources/{source_id}/stamp/{stamp_id}.png", response_class=Response,
+            summary="PNG of a cutout kept with a source's candidate (no image file needed)",
+            responses={200: {"content": {"image/png": {}}}})
+def source_stamp(request: Request, conn: Conn, source_id: IdPath, stamp_id: IdPath) -> Response:
+    found = queries.stamp_pixels(conn, source_id, stamp_id)
+    if found is None:
+        raise not_found(f"stamp {stamp_id} of source {source_id}")
+    png = drawn(pictures.stamp, *found)
+    if png is None:
+        raise not_found("stamp picture (Pillow missing)")
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
 
 def derived_fit(cols: dict[str, list], min_points: int, n_sigma: float) -> dict | None:
