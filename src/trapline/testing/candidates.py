@@ -15,7 +15,8 @@ Matching is on the sky, within ``radius_beams`` beam major-axis FWHMs. Definitio
 * the **flux-scale residual** of an image is its stored ``flux_scale`` over the
   injected gain (images.csv), over the band's mean of that ratio, minus 1 (the sky
   model's scale is tied to its first images, not to the truth); images without flux
-  calibrators (the first of each band) are left out;
+  calibrators (the first of each band) are left out, unless no image has any (the
+  calibration was off);
 * a **position pull** is the offset (arc, east or north) of a bright steady source's
   stored position from its catalogue position over the stored error; ``pull_std`` is
   their spread, ``frame_pull_std`` that after a fit of an offset and a linear gradient
@@ -183,7 +184,9 @@ def score(run: Run, series: Series, radius_beams: float = 1.0, transient_snr: fl
     flagged = [s for s in bright if ids[s] >= 0 and ids[s] in variable_ids]
 
     # -- flux scale left after calibration, per band.
-    cal = accepted[accepted.n_flux_calibrators > 0].merge(
+    # Without calibration (none has calibrators) every image keeps its gain.
+    calibrated = accepted.n_flux_calibrators > 0
+    cal = accepted[calibrated if calibrated.any() else accepted.accepted.astype(bool)].merge(
         series.images[["image", "gain"]], left_on="name", right_on="image")
     ratio = cal.flux_scale / cal.gain
     residual = ratio / ratio.groupby(cal.band).transform("mean") - 1.0
