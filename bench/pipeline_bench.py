@@ -221,9 +221,11 @@ class Split:
         }
 
 
-def drive(images: Iterator[Any], url: str, split: Split) -> Driver:
-    """Measure and process images one by one in this process, timing each stage."""
-    config = config_with(1)
+def drive(images: Iterator[Any], url: str, split: Split,
+          config: PipelineConfig | None = None) -> Driver:
+    """Measure and process images one by one in this process, timing each stage
+    (``config``: default, with one worker)."""
+    config = config or config_with(1)
     with Store(url) as store:
         store.upgrade()
         runner = Driver(store, config)

@@ -180,7 +180,7 @@ class NewSourceSection:
         0.05, "not new when a brighter source of the image times this fraction reaches the "
         "detection's peak (its sidelobes could explain it; 0: no veto)",
         check=rule(lambda v: 0 <= v < 1, "must be in [0, 1)"))
-    sidelobe_radius_beams: float = option(10.0, "... within this many beams", check=positive)
+    sidelobe_radius_beams: float = option(5.0, "... within this many beams", check=positive)
     stamp_pixels: int = option(
         31, "a new source's candidate keeps cutouts this many pixels across of its image and "
         "of the newest earlier images of its band (0: none)", check=non_negative)
@@ -204,7 +204,7 @@ class CalibrationSection:
         20.0, "reference sources have a known peak at least this many times the local rms",
         check=positive)
     min_points: int = option(
-        3, "... at least this many points in the band's lightcurve", check=at_least(1))
+        1, "... at least this many points in the band's lightcurve", check=at_least(1))
     max_v: float = option(
         0.3, "... a peak-flux V (std/mean) of at most this (0: no limit)", check=non_negative)
     isolation_beams: float = option(
