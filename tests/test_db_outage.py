@@ -175,3 +175,27 @@ def test_an_outage_past_the_limit_stops_cleanly_and_the_rerun_is_exact(server, s
     expected, got = _tables(reference), _tables(url)
     for name in expected:
         pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+
+
+def test_a_database_outage_during_listen_loses_nothing(server):
+    """``trapline listen`` during a database outage: the driver holds the timestep it is
+    storing, the listener queues (and spools) the ones that keep coming; when the server
+    is back every image is stored, none dropped."""
+    from helpers import stream_through
+
+    from trapline.run import LiveProcessor
+
+    sim = SimulationConfig(seed=9, epochs=24, bands=1, size=128, n_steady=6, n_variable=1,
+                           n_transient=1, n_fading=0)
+    reference = server.create("live_reference")
+    stream_through(LiveProcessor(reference, _config(60.0)), sim)
+    url = server.create("live_outage")
+    outage = _outage_after(server, url, images=4, seconds=6.0)
+    metrics = stream_through(LiveProcessor(url, _config(60.0)), sim)
+    outage.join(30)
+    assert metrics.images_processed == sim.epochs and not metrics.processing_errors
+    assert sum(metrics.dropped.values()) == 0
+    assert server.images_stored(url) == sim.epochs
+    expected, got = _tables(reference), _tables(url)
+    for name in expected:
+        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)

@@ -133,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
+        processor.on_stopped = lambda reason: loop.call_soon_threadsafe(listener.stop)
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, listener.stop)

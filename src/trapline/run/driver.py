@@ -112,7 +112,8 @@ class Driver:
         start = time.perf_counter()
         todo = []
         for m in timestep:
-            if self.store.has_image(m.record.image_key):
+            if self._wait_out_outage(lambda key=m.record.image_key: self.store.has_image(key),
+                                     len(timestep)):
                 self.summary.skipped += 1
             else:
                 todo.append(self._in_time_order(m))
@@ -150,28 +151,34 @@ class Driver:
         return m
 
     def _write(self, results: list[ImageResult], state: dict[str, str]) -> None:
-        """Store a timestep, waiting out a database outage of up to
-        ``[run] storage_outage_s`` with growing pauses."""
+        """Store a timestep (and the monitoring positions new to the run with its first
+        accepted image), waiting out a database outage."""
+        self._wait_out_outage(lambda: self.store.write_timestep(results, state), len(results))
+        if self._new_monitors and any(r.image.accepted for r in results):
+            for entry in self._new_monitors:
+                self._wait_out_outage(lambda e=entry: self.store.write_monitor(*e),
+                                      len(results))
+            self._new_monitors = []
+
+    def _wait_out_outage(self, call, holding: int):
+        """``call()``, retried with growing pauses while the database is unreachable, up
+        to ``[run] storage_outage_s``; then (or at once for an error that waiting cannot
+        mend, such as a full disk) :class:`RunStopped`."""
         deadline = time.monotonic() + self.config.run.storage_outage_s
         pause = 1.0
         while True:
             try:
-                self.store.write_timestep(results, state)
-                break
+                return call()
             except StorageError as exc:
                 if not exc.transient or time.monotonic() + pause > deadline:
-                    self.summary.storage_errors += len(results)
+                    self.summary.storage_errors += holding
                     raise RunStopped(
                         f"{exc}; stopped after the last stored image: fix the database and "
                         "run again to resume there") from exc
                 log.warning("database unusable (%s): holding %d images, retrying in %.0f s",
-                            exc, len(results), pause)
+                            exc, holding, pause)
                 time.sleep(pause)
                 pause = min(2 * pause, 30.0)
-        if self._new_monitors and any(r.image.accepted for r in results):
-            for entry in self._new_monitors:
-                self.store.write_monitor(*entry)
-            self._new_monitors = []
 
     def close(self) -> None:
         """Count the sources (while partition actors live) and close the plug-ins."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from trapline.image import Image
 from trapline.io.fits import write_fits
 from trapline.pipeline.config import PipelineConfig
-from trapline.run.driver import Driver
+from trapline.run.driver import Driver, RunStopped
 from trapline.run.executors import Measurer
 from trapline.storage import Store
 from trapline.storage.engine import normalise_url
@@ -47,6 +48,9 @@ class LiveProcessor:
         self.alert_latencies_s: list[float] = []
         self.image_dir = live_image_dir(db_url, self.config.run.live_image_dir)
         self._kept: dict[int, deque[Path]] = {}
+        # Called (from the processing thread) when the database stays unusable: the
+        # listener should stop, as nothing more can be stored.
+        self.on_stopped: Callable[[str], None] | None = None
 
     def open(self) -> None:
         if self.image_dir is not None and self.image_dir.is_dir():
@@ -63,9 +67,18 @@ class LiveProcessor:
     def __call__(self, step: Timestep) -> None:
         if self.driver is None:
             self.open()
+        if self.driver.summary.stopped:
+            raise RunStopped(self.driver.summary.stopped)
         alerts = self._alerts_published()
         images = [self._keep(image) for image in step.images]
-        self.driver.process(self.measurer.measure_all(images))
+        try:
+            self.driver.process(self.measurer.measure_all(images))
+        except RunStopped as exc:
+            # The decided state ran ahead of the database: decide nothing more.
+            self.driver.summary.stopped = str(exc)
+            if self.on_stopped is not None:
+                self.on_stopped(str(exc))
+            raise
         if step.first_seen:
             now = time.monotonic()
             self.latencies_s.append(now - step.first_seen)
