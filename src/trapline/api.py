@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from trapline.pipeline.config import PipelineConfig
-from trapline.storage import export, runinfo
+from trapline.storage import export, lightcurves, runinfo
 from trapline.storage.engine import describe, make_engine, normalise_url
 
 __all__ = ["Run", "open"]
@@ -95,14 +95,10 @@ class Run:
         and compacted time bins merged into one series, each point with its
         ``resolution_s`` (0 raw) and ``kind`` ('blind', 'forced', 'monitor' or 'bin').
         ``resolution`` (s): re-bin everything finer to it."""
-        from trapline.storage import lightcurves
-
         return self._read(lightcurves.lightcurve, source_id, band, resolution)
 
     def lightcurve_variability(self, source_id: int, band: int) -> dict[str, float]:
         """eta and V of one source and band from its raw points and bins (exact)."""
-        from trapline.storage import lightcurves
-
         return self._read(lightcurves.variability, source_id, band)
 
     def monitors(self) -> pd.DataFrame:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from trapline.storage import Store, default_url
+from trapline.storage.engine import describe, make_engine, normalise_url
+from trapline.storage.export import storage_errors
+from trapline.storage.migrate import current_revision, head_revision
+
 HELP = "Database schema: create or upgrade it to the newest revision, or show its revision."
 
 
@@ -17,11 +22,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.storage import Store, default_url
-    from trapline.storage.engine import describe, make_engine, normalise_url
-    from trapline.storage.export import storage_errors
-    from trapline.storage.migrate import current_revision, head_revision
-
     url = normalise_url(args.db or default_url())
     if args.action == "upgrade":
         with Store(url, retries=0) as store:

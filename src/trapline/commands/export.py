@@ -14,6 +14,8 @@ from trapline.storage.export import EXPORTS
 
 if TYPE_CHECKING:
     import pandas as pd
+from trapline.storage import default_url, export
+from trapline.storage.engine import make_engine, normalise_url
 
 HELP = f"Export a stored table ({', '.join(EXPORTS)})."
 
@@ -35,9 +37,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.storage import default_url, export
-    from trapline.storage.engine import make_engine, normalise_url
-
     fmt = args.format or (
         "parquet" if args.output and Path(args.output).suffix == ".parquet" else "csv"
     )

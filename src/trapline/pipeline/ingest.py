@@ -15,6 +15,8 @@ import numpy as np
 
 from trapline.errors import ImageError, TraplineError
 from trapline.image import Image
+from trapline.io.fits import _frequency, _time_mjd, image_hdu
+from trapline.pipeline.geometry import separation_deg
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 # gzip-compressed files and fpack's tile-compressed files (astropy reads both).
@@ -122,7 +124,6 @@ def footprint(image: Image) -> Footprint:
     corners_y = np.array([0, 0, ny - 1, ny - 1, 0, (ny - 1) / 2, (ny - 1) / 2, ny - 1])
     with np.errstate(invalid="ignore"):
         cra, cdec = image.pixel_to_sky(corners_x, corners_y)
-    from trapline.pipeline.geometry import separation_deg
 
     sep = separation_deg(ra[0], dec[0], cra, cdec)
     radius = float(np.nanmax(sep)) if np.isfinite(sep).any() else 180.0
@@ -142,8 +143,6 @@ def header_time_freq(path: str) -> tuple[float, float]:
     """Observation time (MJD) and frequency (Hz) from a FITS header only (no pixels);
     NaN when unreadable or not FITS (CASA images are read in full later)."""
     from astropy.io import fits
-
-    from trapline.io.fits import _frequency, _time_mjd, image_hdu
 
     try:
         with fits.open(path) as hdul:
