@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from trapline import api
-from trapline.pipeline.geometry import separation_deg
+from trapline.geometry import separation_deg
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import Latitude, Longitude
 from astropy_healpix import HEALPix
 
+from trapline.geometry import healpix_cells, healpix_grid
 from trapline.records import DepthUpdates
 
 # A stored limit is rewritten only when it changed by more than this fraction, so the
@@ -61,7 +61,7 @@ class DepthMap:
     def __init__(self, nside: int = 0, cell_beams: float = 2.0):
         self.nside = nside
         self.cell_beams = cell_beams
-        self.healpix = HEALPix(nside=nside, order="nested") if nside else None
+        self.healpix = healpix_grid(nside) if nside else None
         self._cells = np.zeros(0, dtype=np.int64)  # the cell of each slot
         self._index_cells = np.zeros(0, dtype=np.int64)  # sorted cells ...
         self._index_slots = np.zeros(0, dtype=np.int64)  # ... and their slots
@@ -73,7 +73,7 @@ class DepthMap:
     def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
         if self.healpix is None:
             self.nside = nside_for_beam(bmaj_deg, self.cell_beams)
-            self.healpix = HEALPix(nside=self.nside, order="nested")
+            self.healpix = healpix_grid(self.nside)
         return self.healpix
 
     def _slots(self, cells: np.ndarray, create: bool) -> np.ndarray:
@@ -122,8 +122,7 @@ class DepthMap:
         nan = np.full(len(ra), np.nan)
         if self.healpix is None or band not in self._best or len(ra) == 0:
             return nan, nan.copy()
-        cells = self.healpix.lonlat_to_healpix(Longitude(ra * u.deg), Latitude(dec * u.deg))
-        slots = self._slots(np.asarray(cells), create=False)
+        slots = self._slots(healpix_cells(self.nside, ra, dec), create=False)
         best, worst, _ = self._arrays(band)
         found = slots >= 0
         out_best, out_worst = nan.copy(), nan.copy()
@@ -176,7 +175,7 @@ class DepthMap:
         """Restore stored values (on resume)."""
         if nside:
             self.nside = nside
-            self.healpix = HEALPix(nside=nside, order="nested")
+            self.healpix = healpix_grid(nside)
         slots = self._slots(np.asarray(cell, dtype=np.int64), create=True)
         for b in np.unique(band):
             sel = band == b
@@ -197,7 +196,7 @@ def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarr
     their fine children, so the work is that of the cells on the image."""
     ny, nx = image.shape
     levels = min(COARSE_LEVELS, int(math.log2(hp.nside)))
-    coarse = HEALPix(nside=hp.nside >> levels, order="nested")
+    coarse = healpix_grid(hp.nside >> levels)
     cell_px = coarse.pixel_resolution.to_value(u.deg) / abs(image.pixel_scale_deg[1])
     step = max(1, int(cell_px / 2))
     gy, gx = np.meshgrid(np.unique(np.r_[0:ny:step, ny - 1]), np.unique(np.r_[0:nx:step, nx - 1]),
@@ -205,8 +204,7 @@ def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarr
     with np.errstate(invalid="ignore"):
         ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
     good = np.isfinite(ra) & np.isfinite(dec)
-    frontier = np.unique(coarse.lonlat_to_healpix(Longitude(ra[good] * u.deg),
-                                                   Latitude(dec[good] * u.deg)))
+    frontier = np.unique(healpix_cells(coarse.nside, ra[good], dec[good]))
     seen = frontier
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     while len(frontier):

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from trapline.errors import ImageError, TraplineError
+from trapline.geometry import separation_deg
 from trapline.image import Image
 from trapline.io.fits import _frequency, _time_mjd, image_hdu
-from trapline.pipeline.geometry import separation_deg
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 # gzip-compressed files and fpack's tile-compressed files (astropy reads both).

@@ -13,10 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from trapline.geometry import separation_deg
 from trapline.image import Image
 from trapline.pipeline.brightsources import BRIGHT_SOURCES
 from trapline.pipeline.config import QualitySection
-from trapline.pipeline.geometry import separation_deg
 from trapline.pipeline.ingest import footprint
 
 
