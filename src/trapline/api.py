@@ -7,11 +7,13 @@ Reading never changes the database.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from trapline.pipeline.config import PipelineConfig
+from trapline.pipeline.variability import over_thresholds
 from trapline.storage import export, lightcurves, runinfo
 from trapline.storage.engine import describe, make_engine, normalise_url
 
@@ -76,12 +78,11 @@ class Run:
         """Variability rows above both thresholds with at least the run's minimum
         number of points, as the pipeline flags variables; ``eta`` and ``v`` default to
         the run's thresholds."""
-        limits = self.thresholds()
-        eta = limits["eta_threshold"] if eta is None else eta
-        v = limits["v_threshold"] if v is None else v
+        cfg = self.config().variability
+        cfg = replace(cfg, eta_threshold=cfg.eta_threshold if eta is None else eta,
+                      v_threshold=cfg.v_threshold if v is None else v)
         frame = self.variability()
-        keep = ((frame.eta_int > eta) & (frame.v_int > v)
-                & (frame.n >= limits["min_points"]))
+        keep = over_thresholds(frame.n, frame.eta_int, frame.v_int, cfg)
         return frame[keep].reset_index(drop=True)
 
     def bins(self) -> pd.DataFrame:
