@@ -44,7 +44,7 @@ def nside_for_beam(bmaj_deg: float, beams_per_cell: float = 2.0) -> int:
 
 
 @dataclass
-class Footprint:
+class DepthFootprint:
     """The cells an image covers, the pixel at each cell centre and the cells' slots."""
 
     slots: np.ndarray
@@ -68,7 +68,7 @@ class DepthMap:
         self._best: dict[int, np.ndarray] = {}
         self._worst: dict[int, np.ndarray] = {}
         self._written: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._footprints: dict[tuple, list] = {}  # geometry -> [(wcs, Footprint)]
+        self._footprints: dict[tuple, list] = {}  # geometry -> [(wcs, DepthFootprint)]
 
     def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
         if self.healpix is None:
@@ -129,7 +129,7 @@ class DepthMap:
         out_best[found], out_worst[found] = best[slots[found]], worst[slots[found]]
         return out_best, out_worst
 
-    def footprint(self, image) -> Footprint:
+    def footprint(self, image) -> DepthFootprint:
         """Cells whose centre falls on the image, with the pixel at each centre.
 
         Computed once per pointing and geometry, and reused for later images of the same
@@ -146,13 +146,13 @@ class DepthMap:
             if _max_shift_pix(wcs, image.wcs, image.shape) < FOOTPRINT_SHIFT_PIX:
                 return fp
         cells, x, y = cells_on_image(hp, image)
-        fp = Footprint(self._slots(cells, create=True), x, y)
+        fp = DepthFootprint(self._slots(cells, create=True), x, y)
         if len(cached) >= 8:  # a few pointings of one geometry; oldest out
             cached.pop(0)
         cached.append((image.wcs.deepcopy(), fp))
         return fp
 
-    def update(self, band: int, footprint: Footprint, rms: np.ndarray,
+    def update(self, band: int, footprint: DepthFootprint, rms: np.ndarray,
                detection_sigma: float) -> DepthUpdates:
         """Fold one accepted image's limits in; returns the cells to store (those whose
         values moved by more than WRITE_TOLERANCE since last stored)."""
