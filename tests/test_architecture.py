@@ -10,6 +10,9 @@ A package is the first component under ``trapline`` (``trapline.pipeline``,
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -179,3 +182,20 @@ def test_project_modules_are_imported_at_module_level() -> None:
     stale = sorted(set(FUNCTION_IMPORTS_ALLOWED) - pairs)
     assert not stale, f"allowed but no longer imported in a function: {stale}"
     assert all(FUNCTION_IMPORTS_ALLOWED[p] for p in pairs)
+
+
+def test_cli_help_imports_no_command_module() -> None:
+    """``trapline --help`` lists the commands without importing them (each imports what
+    it runs at module level: the pipeline, the database, ...)."""
+    path = os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "trapline.cli", "--help"],
+                          capture_output=True, text=True, env=env, check=True)
+    assert "run " in done.stdout and "serve " in done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()
+                if line.startswith("import time:")}
+    assert "trapline.cli" in imported or "trapline.errors" in imported
+    heavy = sorted(m for m in imported if m.startswith(
+        ("trapline.commands.", "trapline.run", "trapline.storage", "trapline.pipeline",
+         "sqlalchemy", "pandas")))
+    assert not heavy, heavy

@@ -10,8 +10,6 @@ from trapline.pipeline.config import load_config
 from trapline.storage import Store
 from trapline.storage.compaction import compact, tiers_from
 
-HELP = "Compact old lightcurve points into coarser time bins (incremental, safe to interrupt)."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     add_db_option(p)

@@ -8,8 +8,6 @@ import json
 from trapline.pipeline.config import defaults_toml, load_config
 from trapline.plugins.base import builtin_options
 
-HELP = "Print every configuration option with its default, or check a configuration file."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group(required=True)

@@ -10,8 +10,6 @@ from trapline.channels import open_broker
 from trapline.commands import add_db_option, load_plugin_specs
 from trapline.plugins import PluginHost
 
-HELP = "Run plug-ins (alerter, dbwriter, parquet, compactor, your own) on a shared broker."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", required=True, metavar="URL",

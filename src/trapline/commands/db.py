@@ -9,8 +9,6 @@ from trapline.storage.engine import describe, make_engine, normalise_url
 from trapline.storage.export import storage_errors
 from trapline.storage.migrate import current_revision, head_revision
 
-HELP = "Database schema: create or upgrade it to the newest revision, or show its revision."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["upgrade", "current"], help="what to do")

@@ -11,8 +11,6 @@ from trapline.geometry import separation_deg
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 
-HELP = "Simulate a small sky with transients and run the pipeline on it (embedded, no server)."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(

@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 from trapline.storage import default_url, export
 from trapline.storage.engine import make_engine, normalise_url
 
-HELP = f"Export a stored table ({', '.join(EXPORTS)})."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("table", choices=EXPORTS, help="table to export (bins: the lightcurve bins of "

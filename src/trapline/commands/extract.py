@@ -13,8 +13,6 @@ from trapline.image import Beam
 from trapline.io import read_image
 from trapline.positions import PositionError, parse_position
 
-HELP = "Extract sources from an image (FITS or CASA) and print them as CSV or JSON."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", help="FITS file or CASA image directory")

@@ -26,8 +26,6 @@ from trapline.storage.engine import default_url, normalise_url, sqlite_file
 from trapline.stream import Limits, Listener, parse_address
 from trapline.stream.config import StreamConfig
 
-HELP = "Receive images live from imagers over TCP and run the pipeline on them."
-
 log = logging.getLogger(__name__)
 
 

@@ -8,8 +8,6 @@ from trapline.commands import add_config_option, add_db_option, add_plugin_optio
 from trapline.pipeline.config import load_config
 from trapline.run import run_files
 
-HELP = "Run the pipeline over images (files, folders, globs) into a database."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument(

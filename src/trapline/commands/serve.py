@@ -10,8 +10,6 @@ from trapline.commands import listening_socket, port_number
 from trapline.errors import TraplineError, install_hint
 from trapline.storage import default_url
 
-HELP = "Serve the web interface and JSON API of a stored run (FastAPI, 127.0.0.1 by default)."
-
 
 def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", metavar="URL",

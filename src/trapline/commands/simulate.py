@@ -9,10 +9,6 @@ from trapline.simulate import SimulationConfig, write_series
 from trapline.simulate.config import EFFECTS, OBSERVATION, SOURCES
 from trapline.stream import parse_address, send_series, simulated_timesteps
 
-HELP = (
-    "write a simulated radio sky (FITS series, truth.csv, images.csv, sidelobes.csv, "
-    "sources.csv) for tests and demos"
-)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
