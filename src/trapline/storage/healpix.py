@@ -12,12 +12,13 @@ import math
 
 import astropy.units as u
 import numpy as np
+from sqlalchemy import ColumnElement, or_
 
 from trapline.geometry import healpix_cells, healpix_grid, separation_deg
 from trapline.scalars import FloatOrArray
-from trapline.storage.models import HEALPIX_LEVEL
+from trapline.storage.models import HEALPIX_LEVEL, Source
 
-__all__ = ["NSIDE", "cone_level", "cone_pixels", "cone_ranges", "healpix_index",
+__all__ = ["NSIDE", "cone_level", "cone_pixels", "cone_ranges", "cone_where", "healpix_index",
            "separation_deg"]
 
 NSIDE = 2**HEALPIX_LEVEL
@@ -85,3 +86,8 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
             ranges.append((lo, hi))
     return ranges
 
+
+def cone_where(ra: float, dec: float, radius_deg: float) -> ColumnElement[bool]:
+    """SQL condition on ``source.healpix`` holding every source within ``radius_deg`` of
+    (ra, dec) (deg): a superset, to be cut on the exact distance (:func:`separation_deg`)."""
+    return or_(*(Source.healpix.between(lo, hi) for lo, hi in cone_ranges(ra, dec, radius_deg)))
