@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from test_channels_data import simulated_results
+from channels_data import simulated_results
 
 from trapline.alerts import Alert, LightcurvePoints, to_voevent
 from trapline.plugins.alerter import make_alerts

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trapline.geometry import offsets_deg, separation_deg, shift_position
 from trapline.pipeline.associate import associate
-from trapline.pipeline.geometry import offsets_deg, separation_deg, shift_position
 from trapline.pipeline.skymodel import SkyModel
 
 ERR = 1.0 / 3600  # 1 arcsec position errors

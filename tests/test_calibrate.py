@@ -18,6 +18,7 @@ from hypothesis.extra.numpy import arrays
 
 from trapline.errors import ConfigError
 from trapline.extract.catalogue import Catalogue
+from trapline.geometry import offsets_deg, shift_position
 from trapline.pipeline.calibrate import (
     Calibration,
     apply,
@@ -32,7 +33,6 @@ from trapline.pipeline.config import (
     defaults_toml,
 )
 from trapline.pipeline.decide import SkyDecider
-from trapline.pipeline.geometry import offsets_deg, shift_position
 from trapline.pipeline.measure import measure
 from trapline.pipeline.skymodel import SkyModel
 from trapline.simulate import SimulationConfig, make_sky, render_image, write_series

@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from channels_data import simulated_results
 from helpers import REDIS_URL  # noqa: E402
-from test_channels_data import simulated_results
 
 from trapline import records
 from trapline.alerts import Alert, LightcurvePoints

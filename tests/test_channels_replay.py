@@ -11,8 +11,8 @@ import time
 
 import pandas as pd
 import pytest
+from channels_data import simulated_results, tables
 from helpers import REDIS_URL
-from test_channels_data import simulated_results, tables
 
 from trapline.channels import RESULTS, publish_result
 from trapline.storage import Store

@@ -10,7 +10,7 @@ import pandas as pd
 import trapline
 from trapline.cli import main
 from trapline.commands.demo import truth_matches
-from trapline.pipeline.geometry import separation_deg
+from trapline.geometry import separation_deg
 
 
 def test_demo_prints_pipeline_and_truth_ids(tmp_path, capsys):

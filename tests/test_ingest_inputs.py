@@ -15,7 +15,7 @@ from astropy.io import fits
 import trapline.api
 from trapline.cli import main
 from trapline.io.fits import read_fits
-from trapline.pipeline.ingest import find_images, header_time_freq
+from trapline.pipeline.inputs import find_images, header_time_freq
 from trapline.simulate import SimulationConfig, write_series
 
 SIM = SimulationConfig(seed=5, epochs=3, bands=2, size=96, n_steady=6, n_variable=0,

@@ -8,8 +8,8 @@ import pytest
 from scipy.spatial import cKDTree
 
 import trapline.api
+from trapline.geometry import unit_vectors
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.geometry import unit_vectors
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
 

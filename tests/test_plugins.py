@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from test_channels_data import simulated_results, tables
+from channels_data import simulated_results, tables
 
 import trapline.api
 from trapline.alerts import Alert

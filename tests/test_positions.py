@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from trapline.errors import ConfigError
+from trapline.geometry import separation_deg
 from trapline.pipeline.config import config_from_dict
-from trapline.pipeline.geometry import separation_deg
 from trapline.pipeline.monitor import monitor_positions
 from trapline.positions import PositionError, jname, parse_angle, parse_position, sexagesimal
 

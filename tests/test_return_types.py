@@ -10,11 +10,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from trapline.geometry import offsets_deg, separation_deg, shift_position
 from trapline.image import Beam, Image
-from trapline.pipeline.geometry import offsets_deg, separation_deg, shift_position
 from trapline.simulate.config import SimulationConfig
 from trapline.storage.healpix import healpix_index
-from trapline.storage.healpix import separation_deg as index_separation_deg
 
 CONFIG = SimulationConfig(size=128, drift=True, allsky=False)
 IMAGE = Image(np.zeros((128, 128), np.float32), CONFIG.wcs(), Beam(0.03, 0.02, 0.0), 61000.5,
@@ -59,13 +58,12 @@ def test_image_transforms_return_arrays_for_arrays(points):
 @given(ra, dec, ra, dec, offset, offset)
 def test_geometry_returns_floats_for_scalars(ra1, dec1, ra2, dec2, east, north):
     assert exactly_floats(separation_deg(ra1, dec1, ra2, dec2))
-    assert exactly_floats(index_separation_deg(ra1, dec1, ra2, dec2))
     assert exactly_floats(*offsets_deg(ra1, dec1, ra2, dec2))
     assert exactly_floats(*shift_position(ra1, dec1, east, north))
     assert type(healpix_index(ra1, dec1)) is int
     n = 3
     arrays = [np.full(n, v) for v in (ra1, dec1, ra2, dec2, east, north)]
-    assert arrays_of(n, separation_deg(*arrays[:4]), index_separation_deg(*arrays[:4]))
+    assert arrays_of(n, separation_deg(*arrays[:4]))
     assert arrays_of(n, *offsets_deg(*arrays[:4]), *shift_position(*arrays[:2], *arrays[4:]))
     assert arrays_of(n, healpix_index(*arrays[:2]))
 

@@ -456,15 +456,17 @@ def test_a_sink_gets_an_alerter_unless_one_runs_with_it():
     assert ALERTS in console.channels
 
 
-def test_config_defaults_list_every_sink_option():
+def test_config_defaults_list_every_sink_option(capsys):
     """``trapline config --defaults`` shows each sink's options; uncommented, a block is
     a [[plugins]] table holding the declared defaults."""
     import tomllib
 
-    from trapline.pipeline.config import config_from_dict, defaults_toml
+    from trapline.cli import main
+    from trapline.pipeline.config import config_from_dict
     from trapline.plugins.base import builtin_options
 
-    text = defaults_toml()
+    assert main(["config", "--defaults"]) == 0
+    text = capsys.readouterr().out
     declared = builtin_options()
     assert set(declared) == {"console", "files", "webhook", "email"}
     for name, options in declared.items():

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from trapline import api
 from trapline.cli import main
+from trapline.geometry import separation_deg
 from trapline.records import (
     BLIND,
     FORCED,
@@ -31,7 +32,7 @@ from trapline.records import (
 )
 from trapline.storage import StorageError, Store, pgcopy
 from trapline.storage.export import iso_utc
-from trapline.storage.healpix import cone_ranges, healpix_index, separation_deg
+from trapline.storage.healpix import cone_ranges, healpix_index
 from trapline.storage.migrate import HEAD_REVISION, head_revision
 from trapline.storage.models import Base
 

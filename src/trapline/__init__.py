@@ -2,8 +2,7 @@
 
 from trapline.errors import ImageError, TraplineError
 from trapline.image import Beam, Image
-
-__version__ = "0.1.0"
+from trapline.version import __version__
 
 __all__ = ["Beam", "Image", "ImageError", "TraplineError", "__version__", "open"]
 

@@ -7,12 +7,14 @@ Reading never changes the database.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 
 from trapline.pipeline.config import PipelineConfig
-from trapline.storage import export, runinfo
+from trapline.pipeline.variability import over_thresholds
+from trapline.storage import export, lightcurves, runinfo
 from trapline.storage.engine import describe, make_engine, normalise_url
 
 __all__ = ["Run", "open"]
@@ -76,12 +78,11 @@ class Run:
         """Variability rows above both thresholds with at least the run's minimum
         number of points, as the pipeline flags variables; ``eta`` and ``v`` default to
         the run's thresholds."""
-        limits = self.thresholds()
-        eta = limits["eta_threshold"] if eta is None else eta
-        v = limits["v_threshold"] if v is None else v
+        cfg = self.config().variability
+        cfg = replace(cfg, eta_threshold=cfg.eta_threshold if eta is None else eta,
+                      v_threshold=cfg.v_threshold if v is None else v)
         frame = self.variability()
-        keep = ((frame.eta_int > eta) & (frame.v_int > v)
-                & (frame.n >= limits["min_points"]))
+        keep = over_thresholds(frame.n, frame.eta_int, frame.v_int, cfg)
         return frame[keep].reset_index(drop=True)
 
     def bins(self) -> pd.DataFrame:
@@ -95,14 +96,10 @@ class Run:
         and compacted time bins merged into one series, each point with its
         ``resolution_s`` (0 raw) and ``kind`` ('blind', 'forced', 'monitor' or 'bin').
         ``resolution`` (s): re-bin everything finer to it."""
-        from trapline.storage import lightcurves
-
         return self._read(lightcurves.lightcurve, source_id, band, resolution)
 
     def lightcurve_variability(self, source_id: int, band: int) -> dict[str, float]:
         """eta and V of one source and band from its raw points and bins (exact)."""
-        from trapline.storage import lightcurves
-
         return self._read(lightcurves.variability, source_id, band)
 
     def monitors(self) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import numpy as np
 from astropy.wcs import WCS
 
 from trapline.scalars import FloatOrArray, scalar_or_array
+from trapline.wcstext import wcs_from_text, wcs_to_text
 
 FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 
@@ -97,8 +98,6 @@ class Image:
     def __getstate__(self) -> dict:
         # The WCS travels as header text, parsed once per process and pointing
         # (see trapline.wcstext); its time cards stay behind, time_mjd has the time.
-        from trapline.wcstext import wcs_to_text
-
         state = self.__dict__.copy()
         text = wcs_to_text(self.wcs)
         if text is not None:
@@ -107,8 +106,6 @@ class Image:
 
     def __setstate__(self, state: dict) -> None:
         if isinstance(state.get("wcs"), _WcsText):
-            from trapline.wcstext import wcs_from_text
-
             state = {**state, "wcs": wcs_from_text(state["wcs"].text)}
         self.__dict__.update(state)
 

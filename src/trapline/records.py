@@ -316,6 +316,13 @@ STAT_SUMS = ("sw_int", "swf_int", "swf2_int", "sf_int", "sf2_int",
              "sw_peak", "swf_peak", "swf2_peak", "sf_peak", "sf2_peak")
 
 
+def point_sums(flux, err) -> tuple[np.ndarray, ...]:
+    """Each point's terms of the five running sums of one flux kind, in STAT_SUMS order:
+    w, w f, w f^2, f, f^2 with the weight w = 1 / err^2 (flux and err in Jy)."""
+    f, w = np.asarray(flux, float), 1.0 / np.square(np.asarray(err, float))
+    return w, w * f, w * f * f, f, f * f
+
+
 def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
     """TraP's variability statistics from running sums.
 

@@ -22,8 +22,8 @@ import pandas as pd
 TESTS = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS))
 
+from channels_data import tables  # noqa: E402
 from helpers import PrivateRedis  # noqa: E402
-from test_channels_data import tables  # noqa: E402
 
 import trapline.api  # noqa: E402
 from trapline.simulate import SimulationConfig, write_series  # noqa: E402

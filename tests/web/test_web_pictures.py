@@ -46,7 +46,7 @@ def test_cutouts_show_first_detection_peak_and_newest(client):
 
 
 def test_find_images_returns_absolute_paths(web_run, tmp_path, monkeypatch):
-    from trapline.pipeline.ingest import find_images
+    from trapline.pipeline.inputs import find_images
 
     folder = tmp_path / "imgs"
     folder.mkdir()

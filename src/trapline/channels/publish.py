@@ -35,10 +35,6 @@ class ImageColumns:
     columns: Columns
 
 
-def _subset(columns: Columns, keep: np.ndarray) -> Columns:
-    return type(columns)(**{name: value[keep] for name, value in columns.as_dict().items()})
-
-
 def publish_result(broker: Broker, result: ImageResult,
                    headers: Mapping[str, str] | None = None,
                    channels: Collection[str] = DEFAULT_CHANNELS) -> dict[str, str]:
@@ -60,7 +56,7 @@ def publish_result(broker: Broker, result: ImageResult,
 
     m = result.measurements
     if len(m):
-        part(DETECTIONS, _subset(m, np.asarray(m.kind) == BLIND))
+        part(DETECTIONS, m.rows(np.asarray(m.kind) == BLIND))
     part(MEASUREMENTS, m)
     part(CANDIDATES, result.candidates)
     return ids

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import socket
 
+from trapline.errors import TraplineError
+from trapline.plugins.base import load_plugin_spec, parse_spec
+
 
 def port_number(text: str) -> int:
     """argparse type of a TCP port to listen on: an integer from 1 to 65535."""
@@ -24,8 +27,6 @@ def listening_socket(host: str, port: int) -> socket.socket:
     Raises:
         TraplineError: the address cannot be used (port in use, unknown host, ...).
     """
-    from trapline.errors import TraplineError
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET  # as uvicorn decides
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -67,9 +68,6 @@ def add_plugin_option(p: argparse.ArgumentParser) -> None:
 
 def load_plugin_specs(specs: list[str], db_url: str | None = None) -> list:
     """Plug-ins from ``--plugin`` specs; the database URL goes to those that take one."""
-    from trapline.errors import TraplineError
-    from trapline.plugins.base import load_plugin_spec, parse_spec
-
     plugins = []
     for spec in specs:
         try:
@@ -84,7 +82,5 @@ def load_plugin_specs(specs: list[str], db_url: str | None = None) -> list:
 def console_first(specs: list[str], config) -> list[str]:
     """``--plugin`` specs with the console sink first, unless it is given already (on
     the command line or in the configuration's ``[[plugins]]``)."""
-    from trapline.plugins.base import parse_spec
-
     given = [parse_spec(s)[0] for s in specs] + [p.get("name") for p in config.plugins]
     return specs if "console" in given else ["console", *specs]

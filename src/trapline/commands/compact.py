@@ -6,8 +6,9 @@ import argparse
 import time
 
 from trapline.commands import add_config_option, add_db_option
-
-HELP = "Compact old lightcurve points into coarser time bins (incremental, safe to interrupt)."
+from trapline.pipeline.config import load_config
+from trapline.storage import Store
+from trapline.storage.compaction import compact, tiers_from
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -20,10 +21,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.pipeline.config import load_config
-    from trapline.storage import Store
-    from trapline.storage.compaction import compact, tiers_from
-
     config = load_config(args.config)
     lc = config.lightcurves
     start = time.perf_counter()

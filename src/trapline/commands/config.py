@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Print every configuration option with its default, or check a configuration file."
+from trapline.pipeline.config import defaults_toml, load_config
+from trapline.plugins.base import builtin_options
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -21,10 +22,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.pipeline.config import defaults_toml, load_config
-
     if args.defaults:
-        print(defaults_toml(), end="")
+        print(defaults_toml(builtin_options()), end="")
         return 0
     config = load_config(args.check)
     print(json.dumps(config.to_dict(), indent=2))

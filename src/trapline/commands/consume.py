@@ -6,9 +6,9 @@ import argparse
 import signal
 import threading
 
-from trapline.commands import add_db_option
-
-HELP = "Run plug-ins (alerter, dbwriter, parquet, compactor, your own) on a shared broker."
+from trapline.channels import open_broker
+from trapline.commands import add_db_option, load_plugin_specs
+from trapline.plugins import PluginHost
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -25,10 +25,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.channels import open_broker
-    from trapline.commands import load_plugin_specs
-    from trapline.plugins import PluginHost
-
     plugins = load_plugin_specs(args.plugin, args.db)
     broker = open_broker(args.broker)
     with PluginHost(broker, plugins, consumer=args.consumer, db_url=args.db) as host:

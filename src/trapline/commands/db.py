@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "Database schema: create or upgrade it to the newest revision, or show its revision."
+from trapline.storage import Store, default_url
+from trapline.storage.engine import describe, make_engine, normalise_url
+from trapline.storage.export import storage_errors
+from trapline.storage.migrate import current_revision, head_revision
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -17,11 +20,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.storage import Store, default_url
-    from trapline.storage.engine import describe, make_engine, normalise_url
-    from trapline.storage.export import storage_errors
-    from trapline.storage.migrate import current_revision, head_revision
-
     url = normalise_url(args.db or default_url())
     if args.action == "upgrade":
         with Store(url, retries=0) as store:

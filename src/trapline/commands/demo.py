@@ -6,7 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-HELP = "Simulate a small sky with transients and run the pipeline on it (embedded, no server)."
+from trapline import api
+from trapline.geometry import separation_deg
+from trapline.run import run_files
+from trapline.simulate import SimulationConfig, write_series
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -22,8 +25,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.simulate import SimulationConfig, write_series
-
     out = Path(args.out_dir)
     config = SimulationConfig(
         seed=args.seed,
@@ -42,10 +43,6 @@ def run(args: argparse.Namespace) -> int:
         f"simulated {len(files.images)} images of {files.n_sources} sources "
         f"in {out / 'images'} ({time.perf_counter() - t0:.1f} s); truth in {files.truth}"
     )
-    try:
-        from trapline.run import run_files
-    except ImportError:
-        return _extract_only(files.images)
     db = out / "trapline.sqlite"
     if db.exists():
         db.unlink()  # a fresh demo each time
@@ -67,8 +64,6 @@ def truth_matches(found, truth):
     import numpy as np
     import pandas as pd
 
-    from trapline.pipeline.geometry import separation_deg
-
     ids, populations = [], []
     for row in found.itertuples():
         distance = separation_deg(row.ra, row.dec, truth.ra.to_numpy(), truth.dec.to_numpy())
@@ -84,9 +79,7 @@ def _compare_with_truth(url: str, sources_csv: Path) -> None:
     """What the pipeline flagged, next to what the simulation put there."""
     import pandas as pd
 
-    import trapline
-
-    run = trapline.open(url)
+    run = api.open(url)
     found, candidates = run.sources(), run.candidates()
     truth = pd.read_csv(sources_csv)
     matches = truth_matches(found, truth)
@@ -110,12 +103,3 @@ def _compare_with_truth(url: str, sources_csv: Path) -> None:
           f"{steady_new}, variable: {steady_var}")
     run.close()
 
-
-def _extract_only(paths: list[Path]) -> int:
-    from trapline.extract import extract
-    from trapline.io import read_image
-
-    for path in paths:
-        result = extract(read_image(path))
-        print(f"{path.name}: {len(result.sources)} sources")
-    return 0

@@ -14,8 +14,8 @@ from trapline.storage.export import EXPORTS
 
 if TYPE_CHECKING:
     import pandas as pd
-
-HELP = f"Export a stored table ({', '.join(EXPORTS)})."
+from trapline.storage import default_url, export
+from trapline.storage.engine import make_engine, normalise_url
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -35,9 +35,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.storage import default_url, export
-    from trapline.storage.engine import make_engine, normalise_url
-
     fmt = args.format or (
         "parquet" if args.output and Path(args.output).suffix == ".parquet" else "csv"
     )

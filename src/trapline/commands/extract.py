@@ -8,10 +8,10 @@ import sys
 import numpy as np
 
 from trapline.errors import ImageError
+from trapline.extract import ExtractionConfig, extract
 from trapline.image import Beam
+from trapline.io import read_image
 from trapline.positions import PositionError, parse_position
-
-HELP = "Extract sources from an image (FITS or CASA) and print them as CSV or JSON."
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -59,9 +59,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.extract import ExtractionConfig, extract
-    from trapline.io import read_image
-
     beam = Beam(*args.beam) if args.beam else None
     try:
         config = ExtractionConfig(

@@ -11,11 +11,21 @@ import math
 import signal
 import time
 
-from trapline.commands import add_config_option, add_db_option, add_plugin_option
+from trapline.commands import (
+    add_config_option,
+    add_db_option,
+    add_plugin_option,
+    console_first,
+    load_plugin_specs,
+)
+from trapline.errors import ConfigError
+from trapline.image import Beam
 from trapline.options import add_flags, flag_values
+from trapline.pipeline.config import load_config
+from trapline.run import LiveProcessor
+from trapline.storage.engine import default_url, normalise_url, sqlite_file
+from trapline.stream import Limits, Listener, parse_address
 from trapline.stream.config import StreamConfig
-
-HELP = "Receive images live from imagers over TCP and run the pipeline on them."
 
 log = logging.getLogger(__name__)
 
@@ -89,19 +99,11 @@ def default_spool_dir(db: str | None) -> str:
     spool makes its temporary folder: on the database's disk, not a small /tmp."""
     from pathlib import Path
 
-    from trapline.storage.engine import default_url, normalise_url, sqlite_file
-
     path = sqlite_file(normalise_url(db or default_url()))
     return str(path.parent if path else Path.cwd())
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.errors import ConfigError
-    from trapline.image import Beam
-    from trapline.pipeline.config import load_config
-    from trapline.run import LiveProcessor
-    from trapline.stream import Limits, Listener, parse_address
-
     config = load_config(args.config)
     # Progress at the default log level: the listener's periodic counts and candidates.
     progress_log = logging.getLogger("trapline.stream.listener")
@@ -124,7 +126,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"trapline listen: error: {exc}")
         return 2
     beam = Beam(*config.image.beam_deg) if config.image.beam_deg else None
-    from trapline.commands import console_first, load_plugin_specs
 
     specs = args.plugin if args.no_console else console_first(args.plugin, config)
     processor = LiveProcessor(args.db, config, scheduler=args.scheduler,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from trapline.commands import add_config_option, add_db_option, add_plugin_option
-
-HELP = "Run the pipeline over images (files, folders, globs) into a database."
+from trapline.commands import add_config_option, add_db_option, add_plugin_option, load_plugin_specs
+from trapline.pipeline.config import load_config
+from trapline.run import run_files
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -34,10 +34,6 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from trapline.commands import load_plugin_specs
-    from trapline.pipeline.config import load_config
-    from trapline.run import run_files
-
     config = load_config(args.config)
     if args.workers is not None:
         if args.workers < 0:

@@ -8,8 +8,7 @@ import sys
 
 from trapline.commands import listening_socket, port_number
 from trapline.errors import TraplineError, install_hint
-
-HELP = "Serve the web interface and JSON API of a stored run (FastAPI, 127.0.0.1 by default)."
+from trapline.storage import default_url
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -36,7 +35,6 @@ def run(args: argparse.Namespace) -> int:
         from trapline.web import create_app
     except ImportError as exc:
         raise TraplineError(install_hint("the web interface", "web", exc)) from None
-    from trapline.storage import default_url
 
     token = args.token or os.environ.get("TRAPLINE_TOKEN") or None
     app = create_app(args.db or default_url(), token, use_env_token=False,

@@ -7,11 +7,8 @@ import argparse
 from trapline.options import add_flags, flag_values
 from trapline.simulate import SimulationConfig, write_series
 from trapline.simulate.config import EFFECTS, OBSERVATION, SOURCES
+from trapline.stream import parse_address, send_series, simulated_timesteps
 
-HELP = (
-    "write a simulated radio sky (FITS series, truth.csv, images.csv, sidelobes.csv, "
-    "sources.csv) for tests and demos"
-)
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -55,8 +52,6 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.stream:
-        from trapline.stream import parse_address, send_series, simulated_timesteps
-
         host, port = parse_address(args.stream)
         cadence = config.cadence_s if args.stream_cadence_s is None else args.stream_cadence_s
         try:

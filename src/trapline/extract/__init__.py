@@ -8,7 +8,7 @@
 
 from trapline.extract.catalogue import Catalogue
 from trapline.extract.config import ExtractionConfig
-from trapline.extract.engine import Extraction, extract
+from trapline.extract.extraction import Extraction, extract
 from trapline.extract.forced import ForcedMeasurements
 
 __all__ = ["Catalogue", "Extraction", "ExtractionConfig", "ForcedMeasurements", "extract"]

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from trapline.records import Columns
+
 
 @dataclass
-class Catalogue:
+class Catalogue(Columns):
     """Extracted sources; every attribute is an array with one entry per source.
 
     Positions and shapes are on the sky. ``ra_err`` and ``dec_err`` are 1-sigma errors
@@ -41,19 +43,14 @@ class Catalogue:
     rms_jy: np.ndarray
     island_pixels: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.ra_deg)
-
     @classmethod
     def columns(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
-
-    @classmethod
-    def empty(cls) -> Catalogue:
-        return cls(**{name: np.zeros(0) for name in cls.columns()})
+        """The column names (:meth:`~trapline.records.Columns.names`)."""
+        return cls.names()
 
     def select(self, mask: np.ndarray) -> Catalogue:
-        return Catalogue(**{name: getattr(self, name)[mask] for name in self.columns()})
+        """The sources where ``mask`` holds (:meth:`~trapline.records.Columns.rows`)."""
+        return self.rows(mask)
 
     def to_pandas(self) -> pd.DataFrame:
         return pd.DataFrame({name: np.asarray(getattr(self, name)) for name in self.columns()})

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from trapline.errors import ImageError, install_hint
 from trapline.image import Beam, Image
+from trapline.io.fits import read_fits
 
 
 def read_casa(path: str | Path, beam: Beam | None = None,
@@ -28,7 +29,6 @@ def read_casa(path: str | Path, beam: Beam | None = None,
             "unreadable",
             f"{path}: {install_hint('reading CASA images', 'casa', exc)}",
         ) from exc
-    from trapline.io.fits import read_fits
 
     try:
         img = casa_image(str(path))

@@ -25,18 +25,6 @@ _AIPS_BEAM = re.compile(
 )
 
 
-def read_image(path: str | Path, beam: Beam | None = None,
-               time_mjd: float | None = None) -> Image:
-    """Read a FITS file or a CASA image directory (needs python-casacore); ``beam`` and
-    ``time_mjd`` as for :func:`read_fits`."""
-    p = Path(path)
-    if p.is_dir():
-        from trapline.io.casa import read_casa
-
-        return read_casa(p, beam=beam, time_mjd=time_mjd)
-    return read_fits(p, beam=beam, time_mjd=time_mjd)
-
-
 def read_fits(path: str | Path, beam: Beam | None = None,
               time_mjd: float | None = None) -> Image:
     """Read a FITS image; gzip-compressed (``.fits.gz``) and tile-compressed

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from trapline.pipeline.geometry import offsets_deg, unit_vectors
+from trapline.geometry import offsets_deg, unit_vectors
 from trapline.pipeline.skymodel import SkyModel
 
 

@@ -39,9 +39,9 @@ from scipy.stats import chi2
 
 from trapline.errors import ConfigError
 from trapline.extract.catalogue import Catalogue
+from trapline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.boundary import position_errors, usable_points
 from trapline.pipeline.config import CalibrationSection
-from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.skymodel import SkyModel
 from trapline.records import Measurements, eta_v
 

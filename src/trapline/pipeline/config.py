@@ -17,6 +17,7 @@ lines, an entry in :data:`SECTIONS` and a field of :class:`PipelineConfig`.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -386,8 +387,11 @@ def load_config(path: str | Path | None) -> PipelineConfig:
     return config_from_dict(data)
 
 
-def defaults_toml() -> str:
-    """Every option with its default and meaning, as a TOML document."""
+def defaults_toml(plugin_options: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Every option with its default and meaning, as a TOML document; with each plug-in's
+    declared options (``plugin_options``: name -> key -> an option with ``default`` and
+    ``help``, as :func:`trapline.plugins.base.builtin_options` gives) as commented
+    ``[[plugins]]`` blocks."""
     lines = ["# Trapline pipeline configuration: every option, its default and meaning."]
     for section, cls in SECTIONS.items():
         lines.append(f"\n[{section}]")
@@ -398,9 +402,7 @@ def defaults_toml() -> str:
     lines.append("\n# Plug-ins fed in the pipeline's process after each image (none by default):")
     lines.append("# [[plugins]]\n# name = \"alerter\"\n# [[plugins]]\n"
                  "# name = \"parquet\"\n# directory = \"archive\"")
-    from trapline.plugins.base import builtin_options
-
-    for name, declared in builtin_options().items():
+    for name, declared in (plugin_options or {}).items():
         lines.append(f"\n# The {name} plug-in and its options:\n# [[plugins]]\n# name = \"{name}\"")
         for key, plugin_option in declared.items():
             lines.append(f"# {key} = {_toml_value(plugin_option.default)}  # {plugin_option.help}")

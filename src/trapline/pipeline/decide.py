@@ -23,8 +23,10 @@ from typing import Protocol
 
 import numpy as np
 
+from trapline.geometry import healpix_cells
 from trapline.pipeline import forced as forced_fits
 from trapline.pipeline.associate import associate
+from trapline.pipeline.bands import BandAssigner
 from trapline.pipeline.boundary import position_errors
 from trapline.pipeline.calibrate import (
     Calibration,
@@ -39,8 +41,6 @@ from trapline.pipeline.calibrate import (
 )
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.depth import DepthMap
-from trapline.pipeline.geometry import healpix_cells
-from trapline.pipeline.ingest import BandAssigner
 from trapline.pipeline.measure import Measured
 from trapline.pipeline.newsource import new_source_candidates, sidelobe_vetoes
 from trapline.pipeline.precovery import ImageBuffer, precover

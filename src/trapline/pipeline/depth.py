@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy import units as u
-from astropy.coordinates import Latitude, Longitude
 from astropy_healpix import HEALPix
 
+from trapline.geometry import healpix_cells, healpix_grid
 from trapline.records import DepthUpdates
 
 # A stored limit is rewritten only when it changed by more than this fraction, so the
@@ -44,7 +44,7 @@ def nside_for_beam(bmaj_deg: float, beams_per_cell: float = 2.0) -> int:
 
 
 @dataclass
-class Footprint:
+class DepthFootprint:
     """The cells an image covers, the pixel at each cell centre and the cells' slots."""
 
     slots: np.ndarray
@@ -61,19 +61,19 @@ class DepthMap:
     def __init__(self, nside: int = 0, cell_beams: float = 2.0):
         self.nside = nside
         self.cell_beams = cell_beams
-        self.healpix = HEALPix(nside=nside, order="nested") if nside else None
+        self.healpix = healpix_grid(nside) if nside else None
         self._cells = np.zeros(0, dtype=np.int64)  # the cell of each slot
         self._index_cells = np.zeros(0, dtype=np.int64)  # sorted cells ...
         self._index_slots = np.zeros(0, dtype=np.int64)  # ... and their slots
         self._best: dict[int, np.ndarray] = {}
         self._worst: dict[int, np.ndarray] = {}
         self._written: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        self._footprints: dict[tuple, list] = {}  # geometry -> [(wcs, Footprint)]
+        self._footprints: dict[tuple, list] = {}  # geometry -> [(wcs, DepthFootprint)]
 
     def _ensure_healpix(self, bmaj_deg: float) -> HEALPix:
         if self.healpix is None:
             self.nside = nside_for_beam(bmaj_deg, self.cell_beams)
-            self.healpix = HEALPix(nside=self.nside, order="nested")
+            self.healpix = healpix_grid(self.nside)
         return self.healpix
 
     def _slots(self, cells: np.ndarray, create: bool) -> np.ndarray:
@@ -122,15 +122,14 @@ class DepthMap:
         nan = np.full(len(ra), np.nan)
         if self.healpix is None or band not in self._best or len(ra) == 0:
             return nan, nan.copy()
-        cells = self.healpix.lonlat_to_healpix(Longitude(ra * u.deg), Latitude(dec * u.deg))
-        slots = self._slots(np.asarray(cells), create=False)
+        slots = self._slots(healpix_cells(self.nside, ra, dec), create=False)
         best, worst, _ = self._arrays(band)
         found = slots >= 0
         out_best, out_worst = nan.copy(), nan.copy()
         out_best[found], out_worst[found] = best[slots[found]], worst[slots[found]]
         return out_best, out_worst
 
-    def footprint(self, image) -> Footprint:
+    def footprint(self, image) -> DepthFootprint:
         """Cells whose centre falls on the image, with the pixel at each centre.
 
         Computed once per pointing and geometry, and reused for later images of the same
@@ -147,13 +146,13 @@ class DepthMap:
             if _max_shift_pix(wcs, image.wcs, image.shape) < FOOTPRINT_SHIFT_PIX:
                 return fp
         cells, x, y = cells_on_image(hp, image)
-        fp = Footprint(self._slots(cells, create=True), x, y)
+        fp = DepthFootprint(self._slots(cells, create=True), x, y)
         if len(cached) >= 8:  # a few pointings of one geometry; oldest out
             cached.pop(0)
         cached.append((image.wcs.deepcopy(), fp))
         return fp
 
-    def update(self, band: int, footprint: Footprint, rms: np.ndarray,
+    def update(self, band: int, footprint: DepthFootprint, rms: np.ndarray,
                detection_sigma: float) -> DepthUpdates:
         """Fold one accepted image's limits in; returns the cells to store (those whose
         values moved by more than WRITE_TOLERANCE since last stored)."""
@@ -176,7 +175,7 @@ class DepthMap:
         """Restore stored values (on resume)."""
         if nside:
             self.nside = nside
-            self.healpix = HEALPix(nside=nside, order="nested")
+            self.healpix = healpix_grid(nside)
         slots = self._slots(np.asarray(cell, dtype=np.int64), create=True)
         for b in np.unique(band):
             sel = band == b
@@ -197,7 +196,7 @@ def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarr
     their fine children, so the work is that of the cells on the image."""
     ny, nx = image.shape
     levels = min(COARSE_LEVELS, int(math.log2(hp.nside)))
-    coarse = HEALPix(nside=hp.nside >> levels, order="nested")
+    coarse = healpix_grid(hp.nside >> levels)
     cell_px = coarse.pixel_resolution.to_value(u.deg) / abs(image.pixel_scale_deg[1])
     step = max(1, int(cell_px / 2))
     gy, gx = np.meshgrid(np.unique(np.r_[0:ny:step, ny - 1]), np.unique(np.r_[0:nx:step, nx - 1]),
@@ -205,8 +204,7 @@ def cells_on_image(hp: HEALPix, image) -> tuple[np.ndarray, np.ndarray, np.ndarr
     with np.errstate(invalid="ignore"):
         ra, dec = image.pixel_to_sky(gx.ravel(), gy.ravel())
     good = np.isfinite(ra) & np.isfinite(dec)
-    frontier = np.unique(coarse.lonlat_to_healpix(Longitude(ra[good] * u.deg),
-                                                   Latitude(dec[good] * u.deg)))
+    frontier = np.unique(healpix_cells(coarse.nside, ra[good], dec[good]))
     seen = frontier
     found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     while len(frontier):

@@ -12,11 +12,13 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from trapline.errors import ImageError
 from trapline.extract import Extraction, ExtractionConfig, extract
+from trapline.geometry import field_circle
 from trapline.image import Beam, Image
 from trapline.io import read_image
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.ingest import describe_error, footprint, image_key, unreadable_key
+from trapline.pipeline.inputs import image_key, unreadable_key
 from trapline.pipeline.quality import image_checks
 from trapline.records import ImageRecord
 
@@ -97,7 +99,7 @@ def _unreadable_record(path: str, reason: str, message: str) -> ImageRecord:
 
 def _record(image: Image, rms: np.ndarray | None, accepted: bool, reason: str | None,
             n_blind: int = 0) -> ImageRecord:
-    fp = footprint(image)
+    fp = field_circle(image)
     have = rms is not None and len(rms) > 0
     return ImageRecord(
         image_key=image_key(image.path, image.time_mjd, image.freq_hz),
@@ -111,3 +113,10 @@ def _record(image: Image, rms: np.ndarray | None, accepted: bool, reason: str | 
         rms_max=float(rms.max()) if have else float("nan"),
         accepted=accepted, reject_reason=reason, n_blind=n_blind,
     )
+
+
+def describe_error(exc: Exception) -> tuple[str, str]:
+    """(reason code, message) of a failure to read or measure an image."""
+    if isinstance(exc, ImageError):
+        return exc.reason, str(exc)
+    return "error", f"{type(exc).__name__}: {exc}"

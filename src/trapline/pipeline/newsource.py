@@ -20,9 +20,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from trapline.extract.catalogue import Catalogue
+from trapline.geometry import unit_vectors
 from trapline.pipeline.config import NewSourceSection
 from trapline.pipeline.depth import DepthMap
-from trapline.pipeline.geometry import unit_vectors
 from trapline.pipeline.precovery import Precovery
 from trapline.records import Candidates
 

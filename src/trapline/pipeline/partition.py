@@ -24,11 +24,11 @@ from astropy import units as u
 from astropy_healpix import HEALPix
 
 from trapline.errors import ConfigError
+from trapline.geometry import healpix_cells, shift_position
 from trapline.pipeline.calibrate import Calibration, References, fit_calibration
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.decide import SkyDecider
 from trapline.pipeline.depth import nside_for_beam
-from trapline.pipeline.geometry import healpix_cells, shift_position
 from trapline.pipeline.measure import Measured
 from trapline.records import (
     BandStatistics,

@@ -13,11 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from trapline.geometry import field_circle, separation_deg
 from trapline.image import Image
 from trapline.pipeline.brightsources import BRIGHT_SOURCES
 from trapline.pipeline.config import QualitySection
-from trapline.pipeline.geometry import separation_deg
-from trapline.pipeline.ingest import footprint
 
 
 def image_checks(image: Image, rms_median: float, q: QualitySection) -> str | None:
@@ -57,7 +56,7 @@ def bright_source_check(image: Image, q: QualitySection) -> str | None:
     """
     if not q.bright_sources or q.bright_source_min_deg <= 0:
         return None
-    fp = footprint(image)
+    fp = field_circle(image)
     if fp.radius_deg > q.bright_source_max_radius_deg:
         return None
     near: list[tuple[float, str]] = []

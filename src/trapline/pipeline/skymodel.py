@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+from trapline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.boundary import usable_points
-from trapline.pipeline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.records import STAT_SUMS, BandStatistics, SourceStates, eta_v, two_epoch
 
 EXTREMES = ("f_max", "f_max_err", "f_min", "f_min_err")

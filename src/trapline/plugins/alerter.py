@@ -11,6 +11,7 @@ from collections.abc import Collection
 
 import numpy as np
 
+from trapline import api
 from trapline.alerts.record import Alert, LightcurvePoints
 from trapline.channels.base import ALERTS, RESULTS
 from trapline.plugins.base import BasePlugin, PluginContext
@@ -146,9 +147,7 @@ class Alerter(BasePlugin):
             return []
         try:
             if self._run is None:
-                import trapline.api
-
-                self._run = trapline.api.open(self.url)
+                self._run = api.open(self.url)
             df = self._run.lightcurve(source_id).tail(self.points + 4)
         except Exception as exc:  # noqa: BLE001 - alerts go out without the stored history
             log.warning("no stored lightcurve for source %d: %s", source_id, exc)

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from trapline.channels import codec
 from trapline.channels.base import ALERTS, DEADLETTER, Broker, Message, Undecodable
 from trapline.errors import ConfigError
+from trapline.storage.engine import describe, normalise_url, sqlite_file
 
 __all__ = [
     "BUILTIN", "ENTRY_POINT_GROUP", "BasePlugin", "Configurable", "DeadLetter", "Option",
@@ -377,10 +378,8 @@ def with_alerter(plugins: Sequence[Plugin]) -> list[Plugin]:
     plugins = list(plugins)
     consumes = [p.name for p in plugins if ALERTS in p.channels]
     if consumes and not any(ALERTS in getattr(p, "publishes", ()) for p in plugins):
-        from trapline.plugins.alerter import Alerter
-
         log.info("adding the alerter: %s consume(s) the alerts it makes", ", ".join(consumes))
-        plugins.insert(0, Alerter())
+        plugins.insert(0, load_plugin("alerter"))  # by name: the alerter is a plug-in too
     return plugins
 
 
@@ -396,8 +395,6 @@ def database_group(name: str, url: Any) -> str:
     normalised, a SQLite file's path absolute, the password hidden). Writers to
     different databases then each get every message; writers to the same database
     share the work."""
-    from trapline.storage.engine import describe, normalise_url, sqlite_file
-
     parsed = normalise_url(url)
     path = sqlite_file(parsed)
     if path is not None:

@@ -7,6 +7,8 @@ import logging
 from trapline.channels.base import RESULTS
 from trapline.pipeline.config import PipelineConfig
 from trapline.plugins.base import BasePlugin, PluginContext, database_group
+from trapline.storage import Store
+from trapline.storage.compaction import compact_pass, tiers_from
 
 __all__ = ["Compactor"]
 
@@ -35,8 +37,6 @@ class Compactor(BasePlugin):
     def start(self, context: PluginContext) -> None:
         super().start(context)
         if self.store is None:
-            from trapline.storage import Store
-
             self.store = Store(self.url or context.db_url)
             self._own_store = True
         # One group per database: writers to other databases get every result too.
@@ -48,8 +48,6 @@ class Compactor(BasePlugin):
             self.compact_once()
 
     def compact_once(self) -> None:
-        from trapline.storage.compaction import compact_pass, tiers_from
-
         lc = self.config.lightcurves
         tiers = tiers_from(lc.tiers)
         try:

@@ -8,6 +8,7 @@ import logging
 from trapline.channels.base import RESULTS, Message
 from trapline.plugins.base import BasePlugin, PluginContext, database_group
 from trapline.records import ImageResult
+from trapline.storage import Store
 
 __all__ = ["DBWriter", "STATE_HEADER"]
 
@@ -39,8 +40,6 @@ class DBWriter(BasePlugin):
     def start(self, context: PluginContext) -> None:
         super().start(context)
         if self.store is None:
-            from trapline.storage import Store
-
             self.store = Store(self.url or context.db_url)
             self._own_store = True
             if self.upgrade:

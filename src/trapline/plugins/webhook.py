@@ -10,11 +10,11 @@ from email.message import Message
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from trapline import __version__
 from trapline.alerts.record import Alert
 from trapline.alerts.text import alert_line
 from trapline.plugins.base import Option
 from trapline.plugins.sink import DELIVERY_OPTIONS, DeliveringSink, GiveUp, Retry
+from trapline.version import __version__
 
 __all__ = ["WebhookSink", "webhook_body"]
 

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from trapline.channels import open_broker
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.ingest import find_images, header_time_freq
+from trapline.pipeline.inputs import find_images, header_time_freq
 from trapline.pipeline.measure import Measured
 from trapline.run.driver import Driver, RunStopped
 from trapline.run.executors import Measurer

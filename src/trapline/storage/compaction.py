@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, select, tuple_, update
 
+from trapline.records import STAT_SUMS, point_sums
 from trapline.storage import models
 from trapline.storage.writer import _insert, greatest, least, upsert
 
@@ -35,7 +36,6 @@ C = models.Candidate
 S = models.PipelineState
 BIN = B.__table__
 SECONDS_PER_DAY = 86400.0
-_SUMS = ("sw", "swf", "swf2", "sf", "sf2")
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,10 @@ def _bins_from_points(rows: pd.DataFrame, resolution_s: float) -> pd.DataFrame:
     })
     for kind, flux, err in (("int", rows.int_flux, rows.int_flux_err),
                             ("peak", rows.peak_flux, rows.peak_flux_err)):
-        w = 1.0 / np.square(err.to_numpy(dtype=float))
         f = flux.to_numpy(dtype=float)
-        frame[f"sw_{kind}"], frame[f"swf_{kind}"], frame[f"swf2_{kind}"] = w, w * f, w * f * f
-        frame[f"sf_{kind}"], frame[f"sf2_{kind}"] = f, f * f
+        names = [s for s in STAT_SUMS if s.endswith(f"_{kind}")]
+        for name, terms in zip(names, point_sums(f, err.to_numpy(dtype=float)), strict=True):
+            frame[name] = terms
         frame[f"min_{kind}"], frame[f"max_{kind}"] = f, f
     return _combine(frame)
 
@@ -112,8 +112,7 @@ def _add(conn, old, new):
     return old + new
 
 
-_ADDITIVE = ("n", "n_blind", "n_forced", "n_monitor", "st_mjd") + tuple(
-    f"{s}_{kind}" for kind in ("int", "peak") for s in _SUMS)
+_ADDITIVE = ("n", "n_blind", "n_forced", "n_monitor", "st_mjd", *STAT_SUMS)
 
 
 def _write_bins(conn: Connection, bins: pd.DataFrame, resolution_s: float) -> None:

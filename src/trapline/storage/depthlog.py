@@ -32,6 +32,7 @@ from sqlalchemy import Connection, delete, insert, select
 
 from trapline.records import DepthUpdates
 from trapline.storage import models
+from trapline.storage.writer import upsert_depth
 
 LOG = models.SkyDepthLog.__table__
 
@@ -149,8 +150,6 @@ def fold_step(conn: Connection, fold: Fold, n_cells: int | None = None) -> Fold 
     with the last of them, delete the journal rows it came from. Returns the fold
     still to do (a new object: ``fold`` is unchanged, so a rolled-back transaction
     leaves the caller's fold as it was), or None when done."""
-    from trapline.storage.writer import upsert_depth
-
     stop = min(len(fold.merged), fold.done + (n_cells or fold.slice_cells))
     upsert_depth(conn, fold.merged.rows(slice(fold.done, stop)))
     if stop < len(fold.merged):

@@ -22,16 +22,16 @@ from sqlalchemy import (
     Double,
     Integer,
     Select,
-    or_,
     select,
 )
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
+from trapline.geometry import separation_deg
 from trapline.storage import models
 from trapline.storage.engine import describe
 from trapline.storage.errors import StorageError
-from trapline.storage.healpix import cone_ranges, separation_deg
+from trapline.storage.healpix import cone_where
 from trapline.storage.rows import UNIX_EPOCH_MJD
 
 I, S, M = models.Image, models.Source, models.Measurement
@@ -259,8 +259,7 @@ def cone(conn: Connection, ra: float, dec: float, radius_deg: float) -> pd.DataF
     """Sources within ``radius_deg`` of (ra, dec) (deg), nearest first, with their
     distance ``distance_deg``. Uses the HEALPix index: a few index ranges, then an
     exact angular-distance cut."""
-    ranges = cone_ranges(ra, dec, radius_deg)
-    frame = read(conn, "sources", [or_(*(S.healpix.between(lo, hi) for lo, hi in ranges))])
+    frame = read(conn, "sources", [cone_where(ra, dec, radius_deg)])
     distance = separation_deg(ra, dec, frame["ra"].to_numpy(), frame["dec"].to_numpy())
     frame["distance_deg"] = distance
     frame = frame[distance <= radius_deg].sort_values(["distance_deg", "source_id"])

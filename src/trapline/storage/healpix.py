@@ -12,10 +12,13 @@ import math
 
 import astropy.units as u
 import numpy as np
-from astropy_healpix import HEALPix
+from sqlalchemy import ColumnElement, or_
 
-from trapline.scalars import FloatOrArray, scalar_or_array
-from trapline.storage.models import HEALPIX_LEVEL
+from trapline.geometry import healpix_cells, healpix_grid, separation_deg
+from trapline.scalars import FloatOrArray
+from trapline.storage.models import HEALPIX_LEVEL, Source
+
+__all__ = ["NSIDE", "cone_level", "cone_pixels", "cone_ranges", "cone_where", "healpix_index"]
 
 NSIDE = 2**HEALPIX_LEVEL
 
@@ -23,14 +26,8 @@ NSIDE = 2**HEALPIX_LEVEL
 def healpix_index(ra: FloatOrArray, dec: FloatOrArray) -> int | np.ndarray:
     """NESTED HEALPix index at nside 2**16 of positions (deg); -1 where not finite. An
     int for scalar input, else an int64 array."""
-    ra = np.asarray(ra, dtype=float)
-    dec = np.asarray(dec, dtype=float)
-    index = np.full(ra.shape, -1, dtype=np.int64)
-    ok = np.isfinite(ra) & np.isfinite(dec)
-    if ok.any():
-        hp = HEALPix(NSIDE, order="nested")
-        index[ok] = hp.lonlat_to_healpix(ra[ok] * u.deg, np.clip(dec[ok], -90, 90) * u.deg)
-    return int(index) if index.ndim == 0 else index
+    cells = healpix_cells(NSIDE, ra, dec)
+    return int(cells[0]) if np.ndim(ra) == 0 else cells.reshape(np.shape(ra))
 
 
 def cone_level(radius_deg: float) -> int:
@@ -58,10 +55,9 @@ def cone_pixels(level: int, ra: float, dec: float, radius_deg: float) -> np.ndar
     pixel through neighbours keeps every pixel whose centre is within the radius plus
     the largest pixel radius: that contains each overlapping pixel, and the
     overlapping pixels are connected, so the fill reaches them all."""
-    hp = HEALPix(2**level, order="nested")
+    hp = healpix_grid(2**level)
     reach = radius_deg + MAX_PIXEL_RADIUS * hp.pixel_resolution.to_value(u.deg)
-    start = np.atleast_1d(hp.lonlat_to_healpix((ra % 360.0) * u.deg, dec * u.deg))
-    found = start.astype(np.int64)
+    found = healpix_cells(2**level, ra, dec)
     frontier = found
     while frontier.size:
         with np.errstate(invalid="ignore"):  # missing neighbours (-1) at low nside
@@ -90,12 +86,7 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
     return ranges
 
 
-def separation_deg(ra1, dec1, ra2, dec2) -> FloatOrArray:
-    """Angular distance (deg) between positions (deg); Vincenty, exact at all scales. A
-    float for scalar input."""
-    l1, b1, l2, b2 = (np.radians(np.asarray(x, dtype=float)) for x in (ra1, dec1, ra2, dec2))
-    dl = l2 - l1
-    sb1, cb1, sb2, cb2 = np.sin(b1), np.cos(b1), np.sin(b2), np.cos(b2)
-    num = np.hypot(cb2 * np.sin(dl), cb1 * sb2 - sb1 * cb2 * np.cos(dl))
-    den = sb1 * sb2 + cb1 * cb2 * np.cos(dl)
-    return scalar_or_array(np.degrees(np.arctan2(num, den)))
+def cone_where(ra: float, dec: float, radius_deg: float) -> ColumnElement[bool]:
+    """SQL condition on ``source.healpix`` holding every source within ``radius_deg`` of
+    (ra, dec) (deg): a superset, to be cut on the exact distance (:func:`separation_deg`)."""
+    return or_(*(Source.healpix.between(lo, hi) for lo, hi in cone_ranges(ra, dec, radius_deg)))

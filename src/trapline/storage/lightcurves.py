@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, select
 
-from trapline.records import eta_v
+from trapline.records import STAT_SUMS, eta_v, point_sums
 from trapline.storage import models
 from trapline.storage.compaction import _bins_from_points, _combine, bin_start
 from trapline.storage.export import iso_utc
@@ -105,10 +105,9 @@ def variability(conn: Connection, source_id: int, band: int,
     out: dict[str, float] = {"n": float(len(raw) + bins.n.sum())}
     for kind, flux, err in (("int", raw.int_flux, raw.int_flux_err),
                             ("peak", raw.peak_flux, raw.peak_flux_err)):
-        f, w = flux.to_numpy(float), 1 / np.square(err.to_numpy(float))
-        sums = [np.sum(w) + bins[f"sw_{kind}"].sum(), np.sum(w * f) + bins[f"swf_{kind}"].sum(),
-                np.sum(w * f * f) + bins[f"swf2_{kind}"].sum(),
-                np.sum(f) + bins[f"sf_{kind}"].sum(), np.sum(f * f) + bins[f"sf2_{kind}"].sum()]
+        names = [s for s in STAT_SUMS if s.endswith(f"_{kind}")]
+        sums = [np.sum(terms) + bins[name].sum() for name, terms in
+                zip(names, point_sums(flux.to_numpy(float), err.to_numpy(float)), strict=True)]
         eta, v = eta_v(np.array([out["n"]]), *(np.array([x]) for x in sums))
         out[f"eta_{kind}"], out[f"v_{kind}"] = float(eta[0]), float(v[0])
     return out

@@ -23,6 +23,8 @@ from sqlalchemy import (
     select,
 )
 
+from trapline.storage.models import Base
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -101,8 +103,6 @@ def upgrade(engine: Engine, revision: str = "head", fresh_from_models: bool = Tr
 def _create_fresh(engine: Engine) -> bool:
     """Create the head schema from the models if the database holds none of its tables
     (checked again under the lock); False, creating nothing, otherwise."""
-    from trapline.storage.models import Base
-
     with engine.begin() as conn:
         _lock(conn)
         if set(inspect(conn).get_table_names()) & (set(Base.metadata.tables) | {"alembic_version"}):

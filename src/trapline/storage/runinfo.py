@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -18,6 +19,7 @@ from sqlalchemy import Connection, func, select
 from trapline.errors import TraplineError
 from trapline.pipeline.config import PipelineConfig, config_from_dict
 from trapline.storage import models
+from trapline.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -26,14 +28,10 @@ CONFIG_KEY = "config"  # run-state key of the JSON configuration (see Runner.sta
 
 def software_version() -> str:
     """The installed Trapline version (package metadata, else ``trapline.__version__``)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("trapline")
     except PackageNotFoundError:
-        import trapline
-
-        return trapline.__version__
+        return __version__
 
 
 def stored_config(conn: Connection) -> dict[str, Any] | None:

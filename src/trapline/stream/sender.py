@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable, Iterator
 
 from trapline.image import Image
+from trapline.simulate import iter_images
 from trapline.stream.wire import encode
 
 log = logging.getLogger(__name__)
@@ -20,8 +21,6 @@ log = logging.getLogger(__name__)
 
 def simulated_timesteps(config) -> Iterator[list[Image]]:
     """A :class:`~trapline.simulate.SimulationConfig` series, one list of bands per epoch."""
-    from trapline.simulate import iter_images
-
     images = (image for image, _truth in iter_images(config))
     for _epoch, group in itertools.groupby(images, key=lambda im: im.meta.get("epoch")):
         yield list(group)

@@ -33,6 +33,7 @@ import numpy as np
 from astropy.io import fits
 
 from trapline.image import Beam, Image
+from trapline.io.fits import image_from_header, write_fits
 
 MAGIC = 0x47494A53484F4D4F
 """The GIJS magic number; ASCII "GIJSHOMO" when read big-endian."""
@@ -331,8 +332,6 @@ def _padded(n: int) -> int:
 
 def encode_fits(image: Image) -> bytes:
     """A complete FITS file (bytes) of the image, as ``trapline.io.fits.write_fits`` writes."""
-    from trapline.io.fits import write_fits
-
     buf = io.BytesIO()
     write_fits(image, buf)  # type: ignore[arg-type]  # astropy writes to file objects too
     return buf.getvalue()
@@ -362,6 +361,4 @@ def encode(image: Image, format: str) -> bytes:
 
 def frame_to_image(frame: Frame, beam: Beam | None = None, path: str = "") -> Image:
     """Build the Image of a frame (raises ``trapline.errors.ImageError`` if unusable)."""
-    from trapline.io.fits import image_from_header
-
     return image_from_header(frame.pixels, frame.header, path=path, beam=beam)

@@ -36,7 +36,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from trapline.api import Run
-from trapline.pipeline.geometry import unit_vectors
+from trapline.geometry import unit_vectors
 from trapline.simulate import SeriesFiles, SimulationConfig
 
 TRUE_NEW = ("transient", "fading", "variable")

@@ -26,7 +26,7 @@ from astropy.io import fits
 from trapline.extract.background import BackgroundMaps
 from trapline.extract.catalogue import Catalogue
 from trapline.extract.condon import condon_errors
-from trapline.extract.engine import Extraction
+from trapline.extract.extraction import Extraction
 from trapline.image import FWHM_PER_SIGMA, Image
 from trapline.io import read_image
 from trapline.pipeline.associate import associate

@@ -21,8 +21,9 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
+from trapline.storage import Store
 from trapline.storage.engine import describe, make_engine, normalise_url
-from trapline.web import errors
+from trapline.web import errors, views
 from trapline.web.formats import SuffixFormatMiddleware
 
 HERE = Path(__file__).parent
@@ -43,8 +44,6 @@ class Settings:
     def store(self):
         """The writer for the monitoring list (created on first use)."""
         if self._store is None:
-            from trapline.storage import Store
-
             self._store = Store(self.url)
         return self._store
 
@@ -74,8 +73,6 @@ def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool 
     ``token``: needed for writes (monitoring list); None falls back to the environment
     variable ``TRAPLINE_TOKEN`` (unless ``use_env_token`` is False); without a token
     every write is refused."""
-    from trapline.web import views
-
     if token is None and use_env_token:
         token = os.environ.get(TOKEN_ENV) or None
     url = normalise_url(url)

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from trapline.web.formats import json_response
+from trapline.web.formats import json_response, render
 
 TITLES = {400: "Bad request", 401: "Not authorised", 403: "Forbidden", 404: "Not found",
           405: "Method not allowed", 422: "Invalid input", 503: "Busy"}
@@ -47,8 +47,6 @@ def error_response(request: Request, status: int, detail: Any,
     if not wants_html(request):
         return _with_headers(json_response({"detail": detail}, status_code=status),
                              headers or {})
-    from trapline.web.views import render
-
     response = render(request, "html", "error.html", {"detail": detail}, status=status,
                       heading=TITLES.get(status, f"Error {status}"), message=_summary(detail))
     response.status_code = status

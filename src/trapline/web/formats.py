@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 
 Format = Literal["html", "json", "csv"]
@@ -88,3 +88,20 @@ def suffixed(request: Request, fmt: str, **changes: Any) -> str:
     query = urlencode(params)
     path = request.url.path.rstrip("/") or "/index"
     return f"{path}.{fmt}" + (f"?{query}" if query else "")
+
+
+def render(request: Request, fmt: str, template: str, data: dict[str, Any],
+           table: list[dict] | None = None, name: str = "table", **context: Any) -> Response:
+    """The page as HTML, its data as JSON, or its main table as CSV."""
+    if fmt == "json":
+        return json_response(data)
+    if fmt == "csv":
+        if table is None:
+            raise HTTPException(404, "this page has no table to download as CSV")
+        return csv_response(table, name)
+    ctx = {"data": data, "has_plotly": request.app.state.has_plotly,
+           "json_url": suffixed(request, "json"), "csv_url": suffixed(request, "csv")
+           if table is not None else None, "with_query": lambda **kw: with_query(request, **kw),
+           "path": request.url.path}
+    ctx.update(context)
+    return request.app.state.templates.TemplateResponse(request, template, ctx)

@@ -22,7 +22,7 @@ from trapline.positions import NUMBER, parse_angle, parse_position
 from trapline.storage import models
 from trapline.web import queries
 from trapline.web.errors import validation_details
-from trapline.web.formats import Format, json_response
+from trapline.web.formats import Format, json_response, render
 
 router = APIRouter()
 
@@ -102,8 +102,6 @@ def _back(message: str, error: bool = False) -> RedirectResponse:
 def list_monitors(request: Request, format: Annotated[Format, Query(alias="format")] = "html",
                   message: Annotated[str | None, Query(max_length=300)] = None,
                   error: Annotated[str | None, Query(max_length=300)] = None) -> Response:
-    from trapline.web.views import render
-
     with request.app.state.settings.engine.connect() as conn:
         rows = queries.monitors(conn)
     return render(request, format, "monitors.html", {"rows": rows, "total": len(rows)}, rows,

@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from trapline.io import read_image
+from trapline.io.fits import _beam_from_header, _celestial_wcs
+
 log = logging.getLogger(__name__)
 
 KIND_COLOURS = {"blind": (0, 200, 255), "forced": (255, 170, 0), "monitor": (255, 60, 200)}
@@ -110,8 +113,6 @@ def _fits_picture(path: str) -> Picture:
     (and later a cutout's window) are read and converted to float."""
     from astropy.io import fits
 
-    from trapline.io.fits import _beam_from_header, _celestial_wcs
-
     with fits.open(path, memmap=True, do_not_scale_image_data=True) as hdul:
         hdu = next((h for h in hdul if h.is_image and h.header.get("NAXIS", 0) >= 2), None)
         if hdu is None:
@@ -144,8 +145,6 @@ def _fits_picture(path: str) -> Picture:
 
 def _image_picture(path: str) -> Picture:
     """A Picture of any other image (CASA): read whole, then reduced."""
-    from trapline.io import read_image
-
     img = read_image(path)
     shape = img.data.shape
     step = max(1, -(-max(shape) // MAX_SIDE))

@@ -14,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Select, and_, case, func, or_, select
+from sqlalchemy import Connection, Select, and_, case, func, select
 
+from trapline.geometry import separation_deg
 from trapline.storage import models
 from trapline.storage.export import iso_utc
-from trapline.storage.healpix import cone_ranges, separation_deg
+from trapline.storage.healpix import cone_where
 
 I, S, M = models.Image, models.Source, models.Measurement
 B, C, MON = models.BandStatistics, models.Candidate, models.Monitor
@@ -251,8 +252,7 @@ class SourceFilter:
             if hi is not None:
                 w.append(column <= hi)
         if self.has_cone:
-            ranges = cone_ranges(self.ra, self.dec, self.radius)
-            w.append(or_(*(S.healpix.between(lo, hi) for lo, hi in ranges)))
+            w.append(cone_where(self.ra, self.dec, self.radius))
         return w
 
     @property
@@ -269,9 +269,7 @@ MAX_CONE_IDS = 20_000  # larger cones filter on the HEALPix ranges only (a super
 def _cone_ids(conn: Connection, filt: SourceFilter) -> dict[int, float]:
     """Source ids within the filter's cone and their distances (deg): HEALPix index
     ranges in SQL, then the exact angular distance in numpy."""
-    ranges = cone_ranges(filt.ra, filt.dec, filt.radius)
-    stmt = select(S.source_id, S.ra, S.dec).where(
-        or_(*(S.healpix.between(lo, hi) for lo, hi in ranges)))
+    stmt = select(S.source_id, S.ra, S.dec).where(cone_where(filt.ra, filt.dec, filt.radius))
     rows = conn.execute(stmt).all()
     if not rows:
         return {}

@@ -12,16 +12,19 @@ import math
 import os
 from typing import Annotated, Any
 
+import numpy as np
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from markupsafe import Markup
 from sqlalchemy import Connection
 
+from trapline.pipeline.thresholds import derived_thresholds, fit_log_gaussian
 from trapline.positions import PositionError, parse_angle, parse_position, sexagesimal
 from trapline.storage import export, runinfo
 from trapline.storage.export import SIGNIFICANCE
+from trapline.storage.lightcurves import lightcurve
 from trapline.web import pictures, queries
-from trapline.web.formats import Format, csv_response, json_response, suffixed, with_query
+from trapline.web.formats import Format, csv_response, json_response, render, with_query
 from trapline.web.monitors import router as monitors_router
 
 router = APIRouter()
@@ -94,23 +97,6 @@ def connection(request: Request):
 
 
 Conn = Annotated[Connection, Depends(connection)]
-
-
-def render(request: Request, fmt: str, template: str, data: dict[str, Any],
-           table: list[dict] | None = None, name: str = "table", **context: Any) -> Response:
-    """The page as HTML, its data as JSON, or its main table as CSV."""
-    if fmt == "json":
-        return json_response(data)
-    if fmt == "csv":
-        if table is None:
-            raise HTTPException(404, "this page has no table to download as CSV")
-        return csv_response(table, name)
-    ctx = {"data": data, "has_plotly": request.app.state.has_plotly,
-           "json_url": suffixed(request, "json"), "csv_url": suffixed(request, "csv")
-           if table is not None else None, "with_query": lambda **kw: with_query(request, **kw),
-           "path": request.url.path}
-    ctx.update(context)
-    return request.app.state.templates.TemplateResponse(request, template, ctx)
 
 
 def image_file(request: Request, stored: str | None) -> str | None:
@@ -243,8 +229,6 @@ ResolutionQ = Annotated[float | None, finite(gt=0, le=1e9, description="re-bin t
 
 def _lightcurve(conn: Connection, source_id: int, band: int | None,
                 resolution: float | None) -> list[dict[str, Any]]:
-    from trapline.storage.lightcurves import lightcurve
-
     try:
         frame = lightcurve(conn, source_id, band, resolution)
     except TypeError:
@@ -326,10 +310,6 @@ def derived_fit(cols: dict[str, list], min_points: int, n_sigma: float) -> dict 
     """Sigma-clipped Gaussian fits to log10 eta and log10 V of the sources with at least
     ``min_points`` points, and the thresholds mean + ``n_sigma`` sigma (Rowlinson et
     al. 2019); None when too few sources to fit."""
-    import numpy as np
-
-    from trapline.pipeline.thresholds import derived_thresholds, fit_log_gaussian
-
     enough = np.asarray(cols["n"], int) >= min_points
     eta = np.asarray(cols["eta"], float)[enough]
     v = np.asarray(cols["v"], float)[enough]

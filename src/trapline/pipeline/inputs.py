@@ -1,4 +1,6 @@
-"""Finding images, reading their metadata, and grouping them into timesteps and bands."""
+"""The pipeline's input images: finding them (files, folders, glob patterns, CASA
+image directories), their time and frequency from the header alone, and their identity
+across runs."""
 
 from __future__ import annotations
 
@@ -8,13 +10,12 @@ import logging
 import math
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
+from astropy.io import fits
 
-from trapline.errors import ImageError, TraplineError
-from trapline.image import Image
+from trapline.errors import TraplineError
+from trapline.io.fits import _frequency, _time_mjd, image_hdu
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts")
 # gzip-compressed files and fpack's tile-compressed files (astropy reads both).
@@ -87,64 +88,9 @@ def unreadable_key(path: str) -> str:
     return hashlib.sha1(f"unreadable|{Path(path).resolve()}".encode()).hexdigest()
 
 
-class BandAssigner:
-    """Assigns images to frequency bands: a frequency within ``tolerance_hz`` of a known
-    band's centre belongs to it, else it starts a new band (numbered in order seen)."""
-
-    def __init__(self, tolerance_hz: float, centres: list[float] | None = None):
-        self.tolerance_hz = tolerance_hz
-        self.centres: list[float] = list(centres or [])
-
-    def band_of(self, freq_hz: float) -> int:
-        if self.centres:
-            distance = np.abs(np.asarray(self.centres) - freq_hz)
-            best = int(np.argmin(distance))
-            if distance[best] <= self.tolerance_hz:
-                return best
-        self.centres.append(float(freq_hz))
-        return len(self.centres) - 1
-
-
-@dataclass
-class Footprint:
-    """Centre (deg) and radius (deg) of the circle holding an image's valid pixels."""
-
-    ra: float
-    dec: float
-    radius_deg: float
-
-
-def footprint(image: Image) -> Footprint:
-    """The circle around the image centre that holds all its valid pixels."""
-    ny, nx = image.shape
-    ra, dec = image.pixel_to_sky(np.array([(nx - 1) / 2]), np.array([(ny - 1) / 2]))
-    corners_x = np.array([0, nx - 1, 0, nx - 1, (nx - 1) / 2, 0, nx - 1, (nx - 1) / 2])
-    corners_y = np.array([0, 0, ny - 1, ny - 1, 0, (ny - 1) / 2, (ny - 1) / 2, ny - 1])
-    with np.errstate(invalid="ignore"):
-        cra, cdec = image.pixel_to_sky(corners_x, corners_y)
-    from trapline.pipeline.geometry import separation_deg
-
-    sep = separation_deg(ra[0], dec[0], cra, cdec)
-    radius = float(np.nanmax(sep)) if np.isfinite(sep).any() else 180.0
-    if not np.isfinite(sep).all():
-        radius = 90.0  # all-sky images: corners beyond the horizon have no position
-    return Footprint(float(ra[0]), float(dec[0]), radius)
-
-
-def describe_error(exc: Exception) -> tuple[str, str]:
-    """(reason code, message) of a failure to read or measure an image."""
-    if isinstance(exc, ImageError):
-        return exc.reason, str(exc)
-    return "error", f"{type(exc).__name__}: {exc}"
-
-
 def header_time_freq(path: str) -> tuple[float, float]:
     """Observation time (MJD) and frequency (Hz) from a FITS header only (no pixels);
     NaN when unreadable or not FITS (CASA images are read in full later)."""
-    from astropy.io import fits
-
-    from trapline.io.fits import _frequency, _time_mjd, image_hdu
-
     try:
         with fits.open(path) as hdul:
             header = image_hdu(hdul, path).header

@@ -1,14 +1,20 @@
-"""Spherical geometry on unit vectors: no special cases at RA 0/360 or at the poles."""
+"""Spherical geometry on unit vectors, no special cases at RA 0/360 or at the poles, and
+the HEALPix cell of a position: the pipeline and the storage both use it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import astropy.units as u
 import numpy as np
 from astropy_healpix import HEALPix
 
 from trapline.scalars import FloatOrArray, scalar_or_array
+
+if TYPE_CHECKING:
+    from trapline.image import Image
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
@@ -68,12 +74,37 @@ def healpix_cells(nside: int, ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.nda
     cells = np.full(ra.shape, -1, dtype=np.int64)
     ok = np.isfinite(ra) & np.isfinite(dec)
     if ok.any():
-        hp = _healpix(nside)
-        cells[ok] = hp.lonlat_to_healpix(np.mod(ra[ok], 360.0) * u.deg,
+        cells[ok] = healpix_grid(nside).lonlat_to_healpix(np.mod(ra[ok], 360.0) * u.deg,
                                          np.clip(dec[ok], -90.0, 90.0) * u.deg)
     return cells
 
 
 @lru_cache(maxsize=16)
-def _healpix(nside: int) -> HEALPix:
+def healpix_grid(nside: int) -> HEALPix:
+    """The NESTED HEALPix grid at ``nside`` (made once per nside)."""
     return HEALPix(nside=nside, order="nested")
+
+
+@dataclass
+class FieldCircle:
+    """Centre (deg) and radius (deg) of the circle holding an image's valid pixels."""
+
+    ra: float
+    dec: float
+    radius_deg: float
+
+
+def field_circle(image: Image) -> FieldCircle:
+    """The circle around the image centre that holds all its valid pixels."""
+    ny, nx = image.shape
+    ra, dec = image.pixel_to_sky(np.array([(nx - 1) / 2]), np.array([(ny - 1) / 2]))
+    corners_x = np.array([0, nx - 1, 0, nx - 1, (nx - 1) / 2, 0, nx - 1, (nx - 1) / 2])
+    corners_y = np.array([0, 0, ny - 1, ny - 1, 0, (ny - 1) / 2, (ny - 1) / 2, ny - 1])
+    with np.errstate(invalid="ignore"):
+        cra, cdec = image.pixel_to_sky(corners_x, corners_y)
+
+    sep = separation_deg(ra[0], dec[0], cra, cdec)
+    radius = float(np.nanmax(sep)) if np.isfinite(sep).any() else 180.0
+    if not np.isfinite(sep).all():
+        radius = 90.0  # all-sky images: corners beyond the horizon have no position
+    return FieldCircle(float(ra[0]), float(dec[0]), radius)

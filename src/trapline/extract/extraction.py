@@ -12,7 +12,9 @@ from trapline.extract.background import BackgroundMaps, background_maps
 from trapline.extract.catalogue import Catalogue
 from trapline.extract.condon import condon_errors
 from trapline.extract.config import ExtractionConfig
+from trapline.extract.deblend import deblend
 from trapline.extract.forced import ForcedMeasurements, forced_fit_pixels
+from trapline.extract.gaussfit import fit_islands, refine_moments
 from trapline.extract.islands import find_islands
 from trapline.extract.moments import PixelShapes
 from trapline.extract.morphology import binary_opening3
@@ -102,20 +104,14 @@ def extract(image: Image, config: ExtractionConfig | None = None) -> Extraction:
     skipped: dict[str, int] = {}
     n_deblended = 0
     if config.deblend:
-        from trapline.extract.deblend import deblend
-
         islands, n_deblended = deblend(islands, residual, config.analysis_sigma,
                                        config.deblend_levels, config.deblend_min_contrast)
     if islands.n_rejected_large:
         skipped["island_too_large"] = islands.n_rejected_large
     beam = image.pixel_beam()
     if config.method == "fit":
-        from trapline.extract.gaussfit import fit_islands
-
         shapes = fit_islands(islands, beam, config)
     else:
-        from trapline.extract.gaussfit import refine_moments
-
         shapes = refine_moments(islands, beam, config.analysis_sigma)
     n_bad = int((~shapes.ok).sum())
     if n_bad:
