@@ -418,24 +418,24 @@ def test_reference_catalogue_path_is_read_in_place(tmp_path):
         assert len(ref.at(60e6, 1e6)) == 1 and len(ref.at(150.5e6, 1e6)) == 2
 
 
-@pytest.mark.parametrize("rank_deficient", [False, True])
-def test_clipped_fit_is_weighted_least_squares_with_the_pseudo_inverse_covariance(
-        rank_deficient):
+@pytest.mark.parametrize("third", ["independent", "repeated", "nearly repeated"])
+def test_clipped_fit_is_weighted_least_squares_with_the_pseudo_inverse_covariance(third):
     """On the points it keeps, clipped_fit's parameters are each column's weighted least
     squares (minimum norm) and its covariance pinv(A^T W A) times the reduced chi^2 when
-    above 1, also when the design is rank-deficient (a repeated column)."""
+    above 1, also when the design is rank-deficient (a repeated column) or nearly so."""
     rng = np.random.default_rng(7)
     n = 40
     x = rng.uniform(-1.5, 1.5, n)
-    design = np.stack([np.ones(n), x, x if rank_deficient else rng.uniform(-1.5, 1.5, n)],
-                      axis=1)
+    column = {"independent": rng.uniform(-1.5, 1.5, n), "repeated": x,
+              "nearly repeated": x + rng.normal(0.0, 1e-9, n)}[third]
+    design = np.stack([np.ones(n), x, column], axis=1)
     sigma = rng.uniform(0.5, 2.0, (n, 2)) * 1e-4
     y = design @ np.array([[3e-3, -2e-3], [1e-3, 4e-3], [-2e-3, 5e-4]]) + sigma * rng.normal(
         size=(n, 2))
     params, cov, keep = clipped_fit(design, y, sigma, 3.0)
     assert keep.sum() > n // 2
     for j in range(2):
-        sw = 1.0 / sigma[keep, j]
+        sw = np.sqrt(1.0 / np.square(sigma[keep, j]))  # as clipped_fit weights
         a, b = design[keep] * sw[:, None], y[keep, j] * sw
         expected, *_ = np.linalg.lstsq(a, b, rcond=None)
         r = b - a @ expected

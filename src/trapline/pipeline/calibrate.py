@@ -49,6 +49,10 @@ from trapline.records import Measurements, eta_v
 # A gradient has three parameters per axis; fit it only with twice as many sources.
 GRADIENT_MIN_SOURCES = 6
 MAX_CLIP_ITERATIONS = 20
+# clipped_fit inverts its normal matrices with inv when each weighted design's condition
+# number is at most this (the normal matrix's is its square: inv then equals pinv to
+# ~1e-13), else with pinv, which also handles a rank-deficient fit.
+INV_MAX_CONDITION = 30.0
 
 
 @dataclass(frozen=True)
@@ -325,7 +329,8 @@ def _match(known_peak: np.ndarray, known_xyz: np.ndarray, dets: _Detections, rms
     k, d = k[keep], d[keep]
     if len(k):
         _, back = cKDTree(known_xyz).query(dets.xyz[d])
-        k, d = k[back == k], d[back == k]
+        mutual = back == k
+        k, d = k[mutual], d[mutual]
     return k, d
 
 
@@ -444,18 +449,18 @@ def clipped_fit(design: np.ndarray, y: np.ndarray, sigma: np.ndarray, clip_sigma
         keep = new_keep
         dof = int(keep.sum()) - p
         x, yk, swk = design[keep], y[keep], sqrt_w[keep]
-        full_rank = True
+        well_conditioned = True
         for j in range(d):
             a = x * swk[:, j][:, None]
             b = yk[:, j] * swk[:, j]
-            params[:, j], _, rank, _ = np.linalg.lstsq(a, b, rcond=None)
-            full_rank &= rank == p
+            params[:, j], _, _, singular = np.linalg.lstsq(a, b, rcond=None)
+            well_conditioned &= singular[0] <= INV_MAX_CONDITION * singular[-1]
             r = b - a @ params[:, j]
             normal[j] = a.T @ a
             chi2_factor[j] = max(1.0, float(r @ r) / dof)
-        # A full-rank normal matrix (1x1 or 3x3) has its inverse as pseudo-inverse: one
-        # batched inv costs a fraction of a pinv (an SVD) per column.
-        inverse = np.linalg.inv(normal) if full_rank else np.linalg.pinv(normal)
+        # One batched inv of the small (1x1 or 3x3) normal matrices costs a fraction of a
+        # pinv (an SVD) per column, and gives the same when they are well conditioned.
+        inverse = np.linalg.inv(normal) if well_conditioned else np.linalg.pinv(normal)
         cov = np.moveaxis(inverse * chi2_factor, 0, -1)
         fitted = True
         resid = y - design @ params
