@@ -24,6 +24,7 @@ from trapline.pipeline.calibrate import (
     apply,
     calibrate,
     calibration_check,
+    clipped_fit,
     load_reference_catalogue,
 )
 from trapline.pipeline.config import (
@@ -415,3 +416,30 @@ def test_reference_catalogue_path_is_read_in_place(tmp_path):
         np.testing.assert_array_equal(ref.flux_jy, [3.5, 0.1])
         assert math.isnan(ref.freq_hz[0]) and ref.freq_hz[1] == 1.5e8
         assert len(ref.at(60e6, 1e6)) == 1 and len(ref.at(150.5e6, 1e6)) == 2
+
+
+@pytest.mark.parametrize("third", ["independent", "repeated", "nearly repeated"])
+def test_clipped_fit_is_weighted_least_squares_with_the_pseudo_inverse_covariance(third):
+    """On the points it keeps, clipped_fit's parameters are each column's weighted least
+    squares (minimum norm) and its covariance pinv(A^T W A) times the reduced chi^2 when
+    above 1, also when the design is rank-deficient (a repeated column) or nearly so."""
+    rng = np.random.default_rng(7)
+    n = 40
+    x = rng.uniform(-1.5, 1.5, n)
+    column = {"independent": rng.uniform(-1.5, 1.5, n), "repeated": x,
+              "nearly repeated": x + rng.normal(0.0, 1e-9, n)}[third]
+    design = np.stack([np.ones(n), x, column], axis=1)
+    sigma = rng.uniform(0.5, 2.0, (n, 2)) * 1e-4
+    y = design @ np.array([[3e-3, -2e-3], [1e-3, 4e-3], [-2e-3, 5e-4]]) + sigma * rng.normal(
+        size=(n, 2))
+    params, cov, keep = clipped_fit(design, y, sigma, 3.0)
+    assert keep.sum() > n // 2
+    for j in range(2):
+        sw = np.sqrt(1.0 / np.square(sigma[keep, j]))  # as clipped_fit weights
+        a, b = design[keep] * sw[:, None], y[keep, j] * sw
+        expected, *_ = np.linalg.lstsq(a, b, rcond=None)
+        r = b - a @ expected
+        chi2_factor = max(1.0, float(r @ r) / (keep.sum() - 3))
+        np.testing.assert_allclose(params[:, j], expected, rtol=1e-9, atol=1e-15)
+        np.testing.assert_allclose(cov[:, :, j], np.linalg.pinv(a.T @ a) * chi2_factor,
+                                   rtol=1e-9, atol=1e-20)

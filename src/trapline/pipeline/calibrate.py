@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,10 @@ from trapline.records import Measurements, eta_v
 # A gradient has three parameters per axis; fit it only with twice as many sources.
 GRADIENT_MIN_SOURCES = 6
 MAX_CLIP_ITERATIONS = 20
+# clipped_fit inverts its normal matrices with inv when each weighted design's condition
+# number is at most this (the normal matrix's is its square: inv then equals pinv to
+# ~1e-13), else with pinv, which also handles a rank-deficient fit.
+INV_MAX_CONDITION = 30.0
 
 
 @dataclass(frozen=True)
@@ -233,13 +238,15 @@ def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
     if tree is None or not finite.any():
         return References(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
     isolation = _chord(config.isolation_beams * beam_deg)
-    hits = tree.query_ball_point(unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite]),
-                                 isolation)
-    near = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in hits]))
+    # Every (detection, blind source) pair within the isolation radius in one dual-tree
+    # pass (the same "within" as query_ball_point: squared distance <= squared radius).
+    det_tree = cKDTree(unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite]))
+    pairs = det_tree.sparse_distance_matrix(tree, isolation, output_type="ndarray")
+    near = np.unique(pairs["j"])
     # Isolation among all blind sources, steady or not.
     isolated = np.ones(len(near), dtype=bool)
     if len(rows) > 1:
-        dist, _ = tree.query(tree.data[near], k=2)
+        dist, _ = tree.query(tree.data[near], k=2, distance_upper_bound=1.01 * isolation)
         isolated = dist[:, 1] > isolation
     rows = rows[near]
     b = sky.band(band)
@@ -269,59 +276,108 @@ def _chord(radius_deg: float) -> float:
     return 2.0 * math.sin(math.radians(min(radius_deg, 180.0)) / 2.0)
 
 
-def _match(known: References, ra: np.ndarray, dec: np.ndarray, cat: Catalogue, radius_deg: float,
-           isolation_deg: float, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
-    """(known index, detection index) of the reference sources: isolated known sources
-    (expected at ``ra``, ``dec``) whose nearest detection within ``radius_deg`` has them as
-    its nearest known source, no other detection within ``isolation_deg`` and a usable
-    peak; their known peak at least ``min_snr`` times the detection's local rms."""
-    empty = np.zeros(0, dtype=np.int64)
-    finite = np.flatnonzero(np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg))
-    cand = np.flatnonzero(known.isolated)
-    if not len(finite) or not len(cand):
-        return empty, empty
-    det_xyz = unit_vectors(cat.ra_deg[finite], cat.dec_deg[finite])
-    known_xyz = unit_vectors(ra[cand], dec[cand])
-    det_tree, known_tree = cKDTree(det_xyz), cKDTree(known_xyz)
-    dist, nearest = det_tree.query(known_xyz, distance_upper_bound=_chord(radius_deg))
-    hit = np.isfinite(dist)
-    k, d = cand[hit], nearest[hit]
-    _, back = known_tree.query(det_xyz[d])
-    mutual = cand[back] == k
-    k, d = k[mutual], d[mutual]
-    if len(finite) > 1:
-        dist2, _ = det_tree.query(det_xyz[d], k=2)
-        alone = dist2[:, 1] > _chord(isolation_deg)
-        k, d = k[alone], d[alone]
-    det = finite[d]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = (usable_points(cat.peak_jy[det], cat.peak_err_jy[det]) & (cat.peak_jy[det] > 0)
-              & (known.peak[k] >= min_snr * cat.rms_jy[det]))
-    return k[ok], det[ok]
+@dataclass(frozen=True)
+class _Detections:
+    """A catalogue's detections with finite positions, prepared once for both matching
+    passes: their rows, unit vectors and KD-tree, their tangent-plane offsets (deg) from
+    the field centre, and whether each may be a reference (no other detection within the
+    isolation radius, a usable positive peak)."""
+
+    rows: np.ndarray
+    xyz: np.ndarray
+    tree: cKDTree
+    east: np.ndarray
+    north: np.ndarray
+    eligible: np.ndarray
+
+
+def _detections(cat: Catalogue, centre_ra: float, centre_dec: float, isolation_deg: float
+                ) -> _Detections | None:
+    """The finite detections of ``cat`` (None when there are none)."""
+    rows = np.flatnonzero(np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg))
+    if not len(rows):
+        return None
+    ra, dec = cat.ra_deg[rows], cat.dec_deg[rows]
+    xyz = unit_vectors(ra, dec)
+    tree = cKDTree(xyz)
+    east, north = offsets_deg(centre_ra, centre_dec, ra, dec)
+    peak = cat.peak_jy[rows]
+    with np.errstate(invalid="ignore"):
+        eligible = usable_points(peak, cat.peak_err_jy[rows]) & (peak > 0)
+    if len(rows) > 1:
+        # The bound (above the radius, so the distances compared are exact) only prunes.
+        chord = _chord(isolation_deg)
+        dist2, _ = tree.query(xyz, k=2, distance_upper_bound=1.01 * chord)
+        eligible &= dist2[:, 1] > chord
+    return _Detections(rows, xyz, tree, east, north, eligible)
+
+
+def _match(known_peak: np.ndarray, known_xyz: np.ndarray, dets: _Detections, rms: np.ndarray,
+           radius_deg: float, min_snr: float) -> tuple[np.ndarray, np.ndarray]:
+    """(known index, detection index into ``dets``) of the reference sources: the
+    isolated known sources (peaks ``known_peak``, expected at ``known_xyz``) whose
+    nearest detection within ``radius_deg`` has them as its nearest known source and is
+    eligible; their known peak at least ``min_snr`` times the detection's local rms
+    ``rms`` (Jy/beam, one per detection of ``dets``)."""
+    dist, nearest = dets.tree.query(known_xyz, distance_upper_bound=_chord(radius_deg))
+    k = np.flatnonzero(np.isfinite(dist))
+    d = nearest[k]
+    # The cheap tests first (the order of the tests does not change the result), so that
+    # the back query (the detection's nearest known source) runs on fewer points.
+    with np.errstate(invalid="ignore"):
+        keep = dets.eligible[d] & (known_peak[k] >= min_snr * rms[d])
+    k, d = k[keep], d[keep]
+    if len(k):
+        _, back = cKDTree(known_xyz).query(dets.xyz[d])
+        mutual = back == k
+        k, d = k[mutual], d[mutual]
+    return k, d
+
+
+@dataclass(frozen=True)
+class _Matches:
+    """The reference sources of an image: known index, catalogue row, and the
+    tangent-plane offsets (deg) from the field centre of their known (true) and detected
+    (apparent) positions."""
+
+    known: np.ndarray
+    det: np.ndarray
+    true_e: np.ndarray
+    true_n: np.ndarray
+    app_e: np.ndarray
+    app_n: np.ndarray
 
 
 def _references(known: References, cat: Catalogue, beam_deg: float, centre_ra: float,
-                centre_dec: float, config: CalibrationSection) -> tuple[np.ndarray, np.ndarray]:
+                centre_dec: float, config: CalibrationSection) -> _Matches:
     """Match in two passes: within half the isolation radius (unambiguous, as the
     sources are isolated) for the median shift of the field, then within ``match_beams``
     of the known positions moved by it, so that an ionospheric shift of a beam or more
     does not lose the references."""
     isolation = config.isolation_beams * beam_deg
-    k, det = _match(known, known.ra, known.dec, cat, isolation / 2.0, isolation, config.min_snr)
-    ra, dec = known.ra, known.dec
+    cand = np.flatnonzero(known.isolated)
+    dets = _detections(cat, centre_ra, centre_dec, isolation) if len(cand) else None
+    if dets is None:
+        empty, none = np.zeros(0, dtype=np.int64), np.zeros(0)
+        return _Matches(empty, empty, none, none, none, none)
+    ra, dec, peak = known.ra[cand], known.dec[cand], known.peak[cand]
+    rms = cat.rms_jy[dets.rows]
+    true_e, true_n = offsets_deg(centre_ra, centre_dec, ra, dec)
+    k, d = _match(peak, unit_vectors(ra, dec), dets, rms, isolation / 2.0, config.min_snr)
     if len(k):
-        true_e, true_n = offsets_deg(centre_ra, centre_dec, known.ra, known.dec)
-        app_e, app_n = offsets_deg(centre_ra, centre_dec, cat.ra_deg[det], cat.dec_deg[det])
         ra, dec = shift_position(centre_ra, centre_dec,
-                                 true_e + np.median(app_e - true_e[k]),
-                                 true_n + np.median(app_n - true_n[k]))
-    return _match(known, ra, dec, cat, config.match_beams * beam_deg, isolation, config.min_snr)
+                                 true_e + np.median(dets.east[d] - true_e[k]),
+                                 true_n + np.median(dets.north[d] - true_n[k]))
+    k, d = _match(peak, unit_vectors(ra, dec), dets, rms, config.match_beams * beam_deg,
+                  config.min_snr)
+    return _Matches(cand[k], dets.rows[d], true_e[k], true_n[k], dets.east[d], dets.north[d])
 
 
 def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_ra: float,
          centre_dec: float, config: CalibrationSection) -> Calibration:
     """Flux scale and position model from the matched reference sources."""
-    k, det = _references(known, cat, beam_deg, centre_ra, centre_dec, config)
+    m = _references(known, cat, beam_deg, centre_ra, centre_dec, config)
+    k, det = m.known, m.det
     cal = Calibration.identity(centre_ra, centre_dec)
     scale, scale_err, n_flux = cal.flux_scale, cal.flux_scale_err, 0
     if len(k) >= config.min_sources_flux:
@@ -335,13 +391,11 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
             n_flux = int(keep.sum())
     position = {}
     if len(k) >= config.min_sources_position:
-        true_e, true_n = offsets_deg(centre_ra, centre_dec, known.ra[k], known.dec[k])
-        app_e, app_n = offsets_deg(centre_ra, centre_dec, cat.ra_deg[det], cat.dec_deg[det])
-        y = np.stack([app_e - true_e, app_n - true_n], axis=1)
+        y = np.stack([m.app_e - m.true_e, m.app_n - m.true_n], axis=1)
         sigma = np.stack([np.hypot(position_errors(cat.ra_err_deg[det]), known.ra_err[k]),
                           np.hypot(position_errors(cat.dec_err_deg[det]), known.dec_err[k])],
                          axis=1)
-        design = np.stack([np.ones(len(k)), true_e, true_n], axis=1)
+        design = np.stack([np.ones(len(k)), m.true_e, m.true_n], axis=1)
         gradient_fit = (config.fit_gradient and len(k) >= GRADIENT_MIN_SOURCES
                         and np.linalg.matrix_rank(design) == 3)
         if not gradient_fit:
@@ -376,12 +430,13 @@ def clipped_fit(design: np.ndarray, y: np.ndarray, sigma: np.ndarray, clip_sigma
     n, p = design.shape
     d = y.shape[1]
     w = 1.0 / np.square(sigma)
-    # The median of sqrt(chi^2_d / d): what a robust scale of 1 looks like.
-    typical = math.sqrt(chi2.ppf(0.5, d) / d)
+    sqrt_w = np.sqrt(w)
+    typical = _typical_scale(d)
     resid = y - np.array([_weighted_median(y[:, j], w[:, j]) for j in range(d)])
     keep = np.ones(n, dtype=bool)
     params = np.zeros((p, d))
     cov = np.full((p, p, d), np.nan)
+    normal, chi2_factor = np.empty((d, p, p)), np.empty((d, 1, 1))
     fitted = False
     for _ in range(MAX_CLIP_ITERATIONS):
         z = np.sqrt(np.mean(np.square(resid / sigma), axis=1))
@@ -393,17 +448,32 @@ def clipped_fit(design: np.ndarray, y: np.ndarray, sigma: np.ndarray, clip_sigma
             break
         keep = new_keep
         dof = int(keep.sum()) - p
+        x, yk, swk = design[keep], y[keep], sqrt_w[keep]
+        well_conditioned = True
         for j in range(d):
-            a = design[keep] * np.sqrt(w[keep, j])[:, None]
-            b = y[keep, j] * np.sqrt(w[keep, j])
-            params[:, j] = np.linalg.lstsq(a, b, rcond=None)[0]
+            a = x * swk[:, j][:, None]
+            b = yk[:, j] * swk[:, j]
+            params[:, j], _, _, singular = np.linalg.lstsq(a, b, rcond=None)
+            well_conditioned &= singular[0] <= INV_MAX_CONDITION * singular[-1]
             r = b - a @ params[:, j]
-            cov[:, :, j] = np.linalg.pinv(a.T @ a) * max(1.0, float(r @ r) / dof)
+            normal[j] = a.T @ a
+            chi2_factor[j] = max(1.0, float(r @ r) / dof)
+        # One batched inv of the small (1x1 or 3x3) normal matrices costs a fraction of a
+        # pinv (an SVD) per column, and gives the same when they are well conditioned.
+        inverse = np.linalg.inv(normal) if well_conditioned else np.linalg.pinv(normal)
+        cov = np.moveaxis(inverse * chi2_factor, 0, -1)
         fitted = True
         resid = y - design @ params
     if not fitted:
         keep[:] = False
     return params, cov, keep
+
+
+@lru_cache(maxsize=8)
+def _typical_scale(d: int) -> float:
+    """The median of sqrt(chi^2_d / d): what a robust scale of 1 looks like (cached: a
+    scipy.stats call costs more than a whole small fit)."""
+    return math.sqrt(chi2.ppf(0.5, d) / d)
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
