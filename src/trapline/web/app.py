@@ -9,13 +9,15 @@ from the internet.
 
 from __future__ import annotations
 
+import html
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
@@ -108,4 +110,33 @@ def create_app(url: str | URL, token: str | None = None, *, use_env_token: bool 
     errors.install(app)
     app.add_middleware(SuffixFormatMiddleware)
     app.include_router(views.router)
+    return app
+
+
+def create_runs_app(urls: dict[str, str | URL], token: str | None = None, *,
+                    image_root: str | Path | None = None) -> FastAPI:
+    """One server for several stored runs (one run per database, as Trapline keeps
+    them): each run's pages under ``/runs/NAME/``, and at ``/`` the list of runs (also
+    as JSON: ``/?format=json``)."""
+    app = FastAPI(title="Trapline runs", docs_url=None, redoc_url=None,
+                  summary="Several stored Trapline runs, one per database")
+    described = {name: describe(normalise_url(url)) for name, url in urls.items()}
+
+    @app.get("/", summary="The runs this server serves")
+    def runs(request: Request, format: str = "html") -> Response:
+        rows = [{"name": name, "database": db, "url": f"/runs/{name}/"}
+                for name, db in described.items()]
+        if format == "json" or "text/html" not in request.headers.get("accept", "text/html"):
+            return JSONResponse({"runs": rows})
+        items = "".join(f'<li><a href="{html.escape(r["url"])}">{html.escape(r["name"])}</a> '
+                        f'<code>{html.escape(r["database"])}</code></li>' for r in rows)
+        return HTMLResponse("<!doctype html><html><head><meta charset=utf-8><title>Trapline "
+                            "runs</title><link rel=stylesheet href=\"/runs/"
+                            f'{html.escape(next(iter(urls)))}/static/style.css"></head><body>'
+                            f"<h1>Trapline runs</h1><p>{len(rows)} runs, one database each:</p>"
+                            f"<ul id=runs>{items}</ul></body></html>")
+
+    for name, url in urls.items():
+        app.mount(f"/runs/{name}", create_app(url, token, use_env_token=False,
+                                               image_root=image_root))
     return app

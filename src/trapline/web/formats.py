@@ -99,9 +99,16 @@ def render(request: Request, fmt: str, template: str, data: dict[str, Any],
         if table is None:
             raise HTTPException(404, "this page has no table to download as CSV")
         return csv_response(table, name)
+    root = root_path(request)
     ctx = {"data": data, "has_plotly": request.app.state.has_plotly,
            "json_url": suffixed(request, "json"), "csv_url": suffixed(request, "csv")
            if table is not None else None, "with_query": lambda **kw: with_query(request, **kw),
-           "path": request.url.path}
+           "path": request.url.path[len(root):] or "/", "root": root}
     ctx.update(context)
     return request.app.state.templates.TemplateResponse(request, template, ctx)
+
+
+def root_path(request: Request) -> str:
+    """The path prefix of this run's pages: '' alone, ``/runs/NAME`` when one server
+    serves several runs (:func:`trapline.web.app.create_runs_app`)."""
+    return request.scope.get("root_path", "").rstrip("/")

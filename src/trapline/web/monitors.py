@@ -22,7 +22,7 @@ from trapline.positions import NUMBER, parse_angle, parse_position
 from trapline.storage import models
 from trapline.web import queries
 from trapline.web.errors import validation_details
-from trapline.web.formats import Format, json_response, render
+from trapline.web.formats import Format, json_response, render, root_path
 
 router = APIRouter()
 
@@ -93,9 +93,10 @@ def _no_constant(name: str) -> None:
     raise ValueError(f"{name} is not a valid JSON number")
 
 
-def _back(message: str, error: bool = False) -> RedirectResponse:
+def _back(request: Request, message: str, error: bool = False) -> RedirectResponse:
     key = "error" if error else "message"
-    return RedirectResponse(f"/monitors?{key}={quote(message)}", status_code=303)
+    return RedirectResponse(f"{root_path(request)}/monitors?{key}={quote(message)}",
+                            status_code=303)
 
 
 @router.get("/monitors", summary="The monitoring list")
@@ -133,17 +134,17 @@ async def add_monitor(request: Request) -> Response:
                                           and (v != "" or not is_form)})
     except ValidationError as exc:
         if is_form:
-            return _back("invalid position: " + "; ".join(
+            return _back(request, "invalid position: " + "; ".join(
                 f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()), True)
         raise HTTPException(422, validation_details(exc.errors())) from None
     if entry.source_id is not None and not _source_exists(request, entry.source_id):
         if is_form:
-            return _back(f"no source {entry.source_id}", True)
+            return _back(request, f"no source {entry.source_id}", True)
         raise HTTPException(422, f"no source {entry.source_id}")
     monitor_id = request.app.state.settings.store().write_monitor(
         entry.name, entry.ra, entry.dec, entry.source_id)
     if is_form:
-        return _back(f"added {entry.name} as monitor {monitor_id}")
+        return _back(request, f"added {entry.name} as monitor {monitor_id}")
     return json_response({"monitor_id": monitor_id, **entry.model_dump()}, status_code=201)
 
 
@@ -154,7 +155,7 @@ def _refused(request: Request, body: dict, is_form: bool) -> Response | None:
         check_token(request, body)
     except HTTPException as exc:
         if is_form:
-            return _back(str(exc.detail), error=True)
+            return _back(request, str(exc.detail), error=True)
         raise
     return None
 
@@ -172,7 +173,7 @@ async def _remove(request: Request, monitor_id: int) -> Response:
         return refused
     removed = request.app.state.settings.store().remove_monitor(monitor_id)
     if is_form:
-        return _back(f"removed monitor {monitor_id}" if removed else
+        return _back(request, f"removed monitor {monitor_id}" if removed else
                      f"no monitor {monitor_id}", error=not removed)
     if not removed:
         raise HTTPException(404, f"monitor {monitor_id} not found")

@@ -24,7 +24,7 @@ from trapline.storage import export, runinfo
 from trapline.storage.export import SIGNIFICANCE
 from trapline.storage.lightcurves import lightcurve
 from trapline.web import pictures, queries
-from trapline.web.formats import Format, csv_response, json_response, render, with_query
+from trapline.web.formats import Format, csv_response, json_response, render, root_path, with_query
 from trapline.web.monitors import router as monitors_router
 
 router = APIRouter()
@@ -250,13 +250,14 @@ def source(request: Request, conn: Conn, source_id: IdPath, format: FormatQ = "h
     meas = queries.measurements(conn, source_id=source_id, page=page, per_page=per_page,
                                 sort=sort, order=order)
     cutouts = queries.cutout_images(conn, source_id) if pictures.pillow_available() else []
+    root = root_path(request)
     data = {"source": found, "lightcurve": points, "resolutions": queries.resolutions(
         conn, source_id), "resolution": resolution, "measurements": meas.as_json(),
         "cutouts": [{"image_id": c["image_id"], "band": c["band"], "time": c["time"],
                      "kind": c["kind"], "peak_flux": c["peak_flux"], "labels": c["labels"],
-                     "url": f"/sources/{source_id}/cutout/{c['image_id']}.png"}
+                     "url": f"{root}/sources/{source_id}/cutout/{c['image_id']}.png"}
                     for c in cutouts],
-        "stamps": [{**st, "url": f"/sources/{source_id}/stamp/{st['stamp_id']}.png"}
+        "stamps": [{**st, "url": f"{root}/sources/{source_id}/stamp/{st['stamp_id']}.png"}
                    for st in queries.stamps(conn, source_id)]}
     return render(request, format, "source.html", data, meas.rows, f"source{source_id}",
                   source=found, page=meas, sorts=list(queries.MEASUREMENT_SORTS))

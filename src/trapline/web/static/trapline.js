@@ -1,6 +1,8 @@
 /* Plots of the Trapline web interface (Plotly, served from the installed package). */
 "use strict";
 const trapline = (() => {
+  // The run's path prefix when one server serves several runs (/runs/NAME), else "".
+  const ROOT = window.TRAPLINE_ROOT || "";
   const BAND_COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                         "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
   const KIND_SYMBOL = {blind: "circle", forced: "triangle-up-open", monitor: "diamond-open",
@@ -44,7 +46,7 @@ const trapline = (() => {
                                        xaxis: {title: {text: "time (UTC)"}}}), config);
     for (const id of [idImages, idRms]) {
       document.getElementById(id).on("plotly_click", (ev) => {
-        const p = ev.points[0]; if (p && p.customdata) window.location = `/images/${p.customdata}`;
+        const p = ev.points[0]; if (p && p.customdata) window.location = `${ROOT}/images/${p.customdata}`;
       });
     }
   }
@@ -123,7 +125,7 @@ const trapline = (() => {
       });
       el("count").textContent = `${data.eta.length} points, ${above.length} above both thresholds`;
       const rows = above.sort((a, b) => data.eta[b] - data.eta[a]).slice(0, 200).map((i) =>
-        `<tr><td><a href="/sources/${data.source_id[i]}">${data.source_id[i]}</a></td>` +
+        `<tr><td><a href="${ROOT}/sources/${data.source_id[i]}">${data.source_id[i]}</a></td>` +
         `<td>${data.band[i]}</td><td>${data.eta[i].toPrecision(3)}</td>` +
         `<td>${data.v[i].toPrecision(3)}</td><td>${data.n[i]}</td></tr>`);
       el("table").querySelector("tbody").innerHTML = rows.join("");
@@ -178,7 +180,7 @@ const trapline = (() => {
       if (!plot.dataset.bound) {
         plot.dataset.bound = "1";
         plot.on("plotly_click", (ev) => {
-          const p = ev.points[0]; if (p) window.location = `/sources/${p.customdata}`;
+          const p = ev.points[0]; if (p) window.location = `${ROOT}/sources/${p.customdata}`;
         });
       }
       const url = new URL(window.location);
@@ -187,13 +189,13 @@ const trapline = (() => {
     };
     const load = () => {
       const q = params(); q.set("format", "json");
-      fetch(`/etav?${q}`).then((r) => r.json()).then((d) => { data = d; redraw(); });
+      fetch(`${ROOT}/etav?${q}`).then((r) => r.json()).then((d) => { data = d; redraw(); });
     };
     // choosing run's or derived thresholds (or N) fills the threshold fields anew
     const choose = () => {
       el("eta").value = ""; el("v").value = "";
       const q = params(); q.set("format", "json");
-      fetch(`/etav?${q}`).then((r) => r.json()).then((d) => {
+      fetch(`${ROOT}/etav?${q}`).then((r) => r.json()).then((d) => {
         data = d; el("eta").value = d.eta_threshold; el("v").value = d.v_threshold; redraw();
       });
     };
@@ -216,12 +218,12 @@ const trapline = (() => {
       const fresh = !seen.has(String(c.candidate_id));
       return `<tr class="cand-${esc(c.kind)}${fresh ? " fresh" : ""}" data-id="${c.candidate_id}">` +
         `<td>${c.candidate_id}</td><td>${esc(c.time)}</td><td>${esc(c.kind)}</td><td>${esc(c.level)}</td>` +
-        `<td><a class="source-link" href="/sources/${c.source_id}">${c.source_id}</a></td>` +
+        `<td><a class="source-link" href="${ROOT}/sources/${c.source_id}">${c.source_id}</a></td>` +
         `<td>${esc(c.band)}</td><td>${num(c.significance, 3)}</td><td>${num(c.ra, 8)}</td>` +
         `<td>${num(c.dec, 8)}</td><td>${esc(c.position)}</td></tr>`;
     };
     const poll = () => {
-      fetch(`/live?format=json&limit=${ids.limit}`).then((r) => r.json()).then((d) => {
+      fetch(`${ROOT}/live?format=json&limit=${ids.limit}`).then((r) => r.json()).then((d) => {
         const body = table.querySelector("tbody");
         body.innerHTML = d.rows.length ? d.rows.map(row).join("") :
           "<tr class='empty'><td colspan='10'>no candidates yet</td></tr>";
