@@ -271,3 +271,22 @@ def test_driver_counts_decisions_once_per_image(series, tmp_path):
         assert len(driver.process([first])) == 1
         assert driver.process([first]) == []
         assert driver.summary.skipped == 1
+
+
+def test_an_image_older_than_the_newest_processed_is_rejected_with_its_reason(series, tmp_path):
+    """Defect: images older than ones already stored were processed out of order without
+    a word, and the new-source results changed. They are refused, with the reason
+    stored, and the run says so (exit code 1 only if nothing was accepted)."""
+    paths = _paths(series)
+    url = f"sqlite:///{tmp_path / 'order.sqlite'}"
+    run_files(paths[4:], url, _config())
+    later = run_files(paths[:4], url, _config())
+    assert later.accepted == 0 and sum(later.rejected.values()) == 4
+    with trapline.api.open(url) as run:
+        images = run.images()
+    old = images[images.path.isin(paths[:4])]
+    assert len(old) == 4 and not old.accepted.any()
+    assert old.reject_reason.str.startswith("out of time order").all()
+    clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"
+    run_files(paths[4:], clean, _config())
+    _assert_same_run(clean, url)  # the refused images changed nothing
