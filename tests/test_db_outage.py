@@ -115,6 +115,8 @@ def _config(outage_s: float) -> PipelineConfig:
     config = PipelineConfig()
     config.run.workers = 1
     config.run.storage_outage_s = outage_s
+    # Streamed images not kept (a PostgreSQL run would keep them in the working folder).
+    config.run.live_image_dir = "none"
     return config
 
 
