@@ -116,3 +116,27 @@ class PrivateRedis:
             pass  # the server closes the connection as it exits
         self.process.wait(10)
         self.process = None
+
+
+def run_tables(url: str) -> dict[str, pd.DataFrame]:
+    """A stored run's sources, measurements, variability and candidates, without the
+    ids and times that differ between two runs of the same images (row ids, processing
+    order), sorted: two runs that decided the same compare equal."""
+    import trapline.api
+
+    with trapline.api.open(url) as run:
+        return {
+            "sources": run.sources().drop(columns=["first_time", "last_time"]),
+            "measurements": run.measurements().drop(columns=["measurement_id", "image_id"])
+            .sort_values(["source_id", "time_mjd"]).reset_index(drop=True),
+            "variability": run.variability(),
+            "candidates": run.candidates().drop(columns=["candidate_id", "image_id"])
+            .sort_values(["source_id", "time_mjd", "kind"]).reset_index(drop=True),
+        }
+
+
+def assert_same_run(a: str, b: str) -> None:
+    """The stored runs at ``a`` and ``b`` decided the same (see :func:`run_tables`)."""
+    ta, tb = run_tables(a), run_tables(b)
+    for name in ta:
+        pd.testing.assert_frame_equal(tb[name], ta[name], obj=name)

@@ -15,11 +15,10 @@ import threading
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import assert_same_run
 
-import trapline.api
 from trapline.pipeline.config import PipelineConfig
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
@@ -120,18 +119,6 @@ def _config(outage_s: float) -> PipelineConfig:
     return config
 
 
-def _tables(url: str) -> dict[str, pd.DataFrame]:
-    with trapline.api.open(url) as run:
-        return {
-            "sources": run.sources().drop(columns=["first_time", "last_time"]),
-            "measurements": run.measurements().drop(columns=["measurement_id", "image_id"])
-            .sort_values(["source_id", "time_mjd"]).reset_index(drop=True),
-            "variability": run.variability(),
-            "candidates": run.candidates().drop(columns=["candidate_id", "image_id"])
-            .sort_values(["source_id", "time_mjd", "kind"]).reset_index(drop=True),
-        }
-
-
 def _outage_after(server: PrivateServer, url: str, images: int, seconds: float) -> threading.Thread:
     """Stop the server once ``images`` are stored, start it ``seconds`` later."""
     def run() -> None:
@@ -157,9 +144,7 @@ def test_a_database_outage_is_waited_out_and_nothing_is_lost(server, series):
     outage.join(30)
     assert not summary.failed and summary.accepted == len(series.images)
     assert time.monotonic() - start > 6.0  # it did wait
-    expected, got = _tables(reference), _tables(url)
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+    assert_same_run(reference, url)
 
 
 def test_an_outage_past_the_limit_stops_cleanly_and_the_rerun_is_exact(server, series):
@@ -174,9 +159,7 @@ def test_an_outage_past_the_limit_stops_cleanly_and_the_rerun_is_exact(server, s
     assert 5 <= stored < len(series.images)
     again = run_files([str(series.out_dir)], url, _config(60.0))
     assert not again.failed and again.skipped == stored
-    expected, got = _tables(reference), _tables(url)
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+    assert_same_run(reference, url)
 
 
 def test_a_database_outage_during_listen_loses_nothing(server):
@@ -198,6 +181,4 @@ def test_a_database_outage_during_listen_loses_nothing(server):
     assert metrics.images_processed == sim.epochs and not metrics.processing_errors
     assert sum(metrics.dropped.values()) == 0
     assert server.images_stored(url) == sim.epochs
-    expected, got = _tables(reference), _tables(url)
-    for name in expected:
-        pd.testing.assert_frame_equal(got[name], expected[name], obj=name)
+    assert_same_run(reference, url)

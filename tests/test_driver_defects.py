@@ -13,9 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import sqlalchemy as sa
+from helpers import assert_same_run
 
 import trapline.api
 from trapline.pipeline.config import PipelineConfig
@@ -43,24 +43,6 @@ def _config() -> PipelineConfig:
 
 def _paths(series) -> list[str]:
     return sort_by_time([str(p) for p in series.images])
-
-
-def _tables(url: str) -> dict[str, pd.DataFrame]:
-    with trapline.api.open(url) as run:
-        return {
-            "sources": run.sources().drop(columns=["first_time", "last_time"]),
-            "measurements": run.measurements().drop(columns=["measurement_id", "image_id"])
-            .sort_values(["source_id", "time_mjd"]).reset_index(drop=True),
-            "variability": run.variability(),
-            "candidates": run.candidates().drop(columns=["candidate_id", "image_id"])
-            .sort_values(["source_id", "time_mjd", "kind"]).reset_index(drop=True),
-        }
-
-
-def _assert_same_run(a: str, b: str) -> None:
-    ta, tb = _tables(a), _tables(b)
-    for name in ta:
-        pd.testing.assert_frame_equal(ta[name], tb[name], obj=name)
 
 
 class Failing:
@@ -163,7 +145,7 @@ def test_a_refused_write_stops_the_run_and_the_rerun_is_exact(series, tmp_path):
     engine.dispose()
     again = run_files(paths, url, _config())
     assert not again.failed and again.skipped == 4 and again.accepted == len(paths) - 4
-    _assert_same_run(clean, url)
+    assert_same_run(clean, url)
 
 
 def test_resume_keeps_what_was_reported_variable():
@@ -289,4 +271,4 @@ def test_an_image_older_than_the_newest_processed_is_rejected_with_its_reason(se
     assert old.reject_reason.str.startswith("out of time order").all()
     clean = f"sqlite:///{tmp_path / 'clean.sqlite'}"
     run_files(paths[4:], clean, _config())
-    _assert_same_run(clean, url)  # the refused images changed nothing
+    assert_same_run(clean, url)  # the refused images changed nothing
