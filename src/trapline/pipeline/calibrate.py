@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from trapline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.boundary import position_errors, usable_points
 from trapline.pipeline.config import CalibrationSection
 from trapline.pipeline.skymodel import SkyModel
-from trapline.records import Measurements, eta_v
+from trapline.records import Columns, Measurements, eta_v
 
 # A gradient has three parameters per axis; fit it only with twice as many sources.
 GRADIENT_MIN_SOURCES = 6
@@ -201,7 +201,7 @@ def calibrated(m: Measurements, cal: Calibration, scale_error: bool = True) -> M
 
 
 @dataclass
-class References:
+class References(Columns):
     """Candidate reference sources: positions and their errors (deg), known peak and its
     error (Jy/beam), and whether each is isolated from the other known sources."""
 
@@ -212,20 +212,6 @@ class References:
     peak: np.ndarray
     peak_err: np.ndarray
     isolated: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ra)
-
-    def select(self, mask: np.ndarray) -> References:
-        return References(*(np.asarray(getattr(self, f.name))[mask] for f in fields(self)))
-
-    @staticmethod
-    def concat(parts: list[References]) -> References:
-        """The candidates of several sky partitions together."""
-        names = [f.name for f in fields(References)]
-        if not parts:
-            return References(*(np.zeros(0) for _ in names[:-1]), np.zeros(0, dtype=bool))
-        return References(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
 
 
 def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,

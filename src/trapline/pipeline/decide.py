@@ -133,7 +133,7 @@ class SkyDecider:
         give a source the same id everywhere); default: the next free ids.
         ``calibrations``: per image (sky partitions calibrate on all of theirs); default:
         each image against the sky model as it was before the timestep."""
-        order = _frequency_order(timestep)
+        order = frequency_order(timestep)
         if calibrations is None:
             calibrations = [None] * len(timestep)
             for i in order:
@@ -423,7 +423,7 @@ class SkyDecider:
                 len(monitored))
 
 
-def _frequency_order(timestep: Sequence[Measured]) -> list[int]:
+def frequency_order(timestep: Sequence[Measured]) -> list[int]:
     """The images of a timestep in frequency order (then by key): the order they are
     decided in, whatever order they came in."""
     return sorted(range(len(timestep)), key=lambda i: (timestep[i].record.freq_hz,

@@ -27,7 +27,7 @@ from trapline.errors import ConfigError
 from trapline.geometry import healpix_cells, shift_position
 from trapline.pipeline.calibrate import Calibration, References, fit_calibration
 from trapline.pipeline.config import PipelineConfig
-from trapline.pipeline.decide import SkyDecider
+from trapline.pipeline.decide import SkyDecider, frequency_order
 from trapline.pipeline.depth import nside_for_beam
 from trapline.pipeline.measure import Measured
 from trapline.records import (
@@ -208,9 +208,8 @@ class PartitionedDecider:
         """One timestep through every partition it touches; their owned parts merged."""
         # Frequency order: the ids a timestep's new sources get do not depend on the
         # order its bands came in.
-        accepted = sorted((i for i, m in enumerate(timestep)
-                           if m.record.accepted and m.extraction is not None),
-                          key=lambda i: (timestep[i].record.freq_hz, timestep[i].record.image_key))
+        accepted = [i for i in frequency_order(timestep)
+                    if timestep[i].record.accepted and timestep[i].extraction is not None]
         results: list[ImageResult] = [ImageResult(m.record) for m in timestep]
         if not accepted:
             return results
@@ -264,11 +263,11 @@ class PartitionedDecider:
             refs = []
             for tile, found in wanted[k]:
                 found = _wait(found)
-                refs.append(found.select(self.tile_of(found.ra, found.dec) == tile)
+                refs.append(found.rows(self.tile_of(found.ra, found.dec) == tile)
                             if cfg.reference_catalogue == "" else found)
                 if cfg.reference_catalogue:
                     break  # the same catalogue in every partition
-            out.append(fit_calibration(References.concat(refs), ex.sources,
+            out.append(fit_calibration(concat(References, refs), ex.sources,
                                        ex.image.beam.bmaj_deg, record.centre_ra,
                                        record.centre_dec, cfg))
         return out

@@ -12,7 +12,14 @@ from scipy.spatial import cKDTree
 
 from trapline.geometry import offsets_deg, shift_position, unit_vectors
 from trapline.pipeline.boundary import usable_points
-from trapline.records import STAT_SUMS, BandStatistics, SourceStates, eta_v, two_epoch
+from trapline.records import (
+    STAT_SUMS,
+    BandStatistics,
+    SourceStates,
+    eta_v,
+    point_sums,
+    two_epoch,
+)
 
 EXTREMES = ("f_max", "f_max_err", "f_min", "f_min_err")
 
@@ -184,13 +191,10 @@ class SkyModel:
             b.full(name)[rows[take]] = f[take]
             b.full(name + "_err")[rows[take]] = e[take]
         for suffix, f, e in (("int", flux, flux_err), ("peak", peak, peak_err)):
-            f, e = np.asarray(f)[usable], np.asarray(e)[usable]
-            w = 1.0 / np.square(e)
-            b.full("sw_" + suffix)[rows] += w
-            b.full("swf_" + suffix)[rows] += w * f
-            b.full("swf2_" + suffix)[rows] += w * f * f
-            b.full("sf_" + suffix)[rows] += f
-            b.full("sf2_" + suffix)[rows] += f * f
+            terms = point_sums(np.asarray(f)[usable], np.asarray(e)[usable])
+            names = [n for n in STAT_SUMS if n.endswith("_" + suffix)]
+            for name, term in zip(names, terms, strict=True):
+                b.full(name)[rows] += term
         b.full("n")[rows] += 1
         return usable
 
