@@ -46,6 +46,7 @@ class LiveProcessor:
         self.measurer: Measurer | None = None
         self.latencies_s: list[float] = []
         self.alert_latencies_s: list[float] = []
+        self.seconds = 0.0  # spent processing timesteps (measure, decide, store, publish)
         self.image_dir = live_image_dir(db_url, self.config.run.live_image_dir)
         self._kept: dict[int, deque[Path]] = {}
         # Called (from the processing thread) when the database stays unusable: the
@@ -70,6 +71,7 @@ class LiveProcessor:
         if self.driver.summary.stopped:
             raise RunStopped(self.driver.summary.stopped)
         alerts = self._alerts_published()
+        start = time.perf_counter()
         images = [self._keep(image) for image in step.images]
         try:
             self.driver.process(self.measurer.measure_all(images))
@@ -79,6 +81,8 @@ class LiveProcessor:
             if self.on_stopped is not None:
                 self.on_stopped(str(exc))
             raise
+        finally:
+            self.seconds += time.perf_counter() - start
         if step.first_seen:
             now = time.monotonic()
             self.latencies_s.append(now - step.first_seen)
