@@ -557,7 +557,7 @@ def report_throughput(tp: dict[str, Any], cores: int, result: dict[str, Any]) ->
     stages = [
         ("measure", "measure: read + QC + extract (parallel)"),
         ("process", "ordered: SkyDecider.decide"),
-        ("write", "ordered: Store.write"),
+        ("write", "ordered: Store.write_timestep"),
         ("rest", "ordered: rest (has_image, state, ...)"),
         ("ordered", "ordered stage in all (serial)"),
         ("total", "total"),
@@ -602,7 +602,7 @@ def report_flat(fl: dict[str, Any]) -> None:
         "total": "total (measure + ordered)",
         "ordered": "ordered (Driver.process)",
         "process": "SkyDecider.decide",
-        "write": "Store.write",
+        "write": "Store.write_timestep",
         "measure": "measure (read+QC+extract)",
     }
     rows = []
