@@ -140,3 +140,19 @@ def assert_same_run(a: str, b: str) -> None:
     ta, tb = run_tables(a), run_tables(b)
     for name in ta:
         pd.testing.assert_frame_equal(tb[name], ta[name], obj=name)
+
+
+def wait_until_accepting(port: int, timeout_s: float = 10.0, alive=lambda: True) -> None:
+    """Return once something accepts TCP connections on 127.0.0.1:``port``; fail after
+    ``timeout_s`` or as soon as ``alive()`` (e.g. the server process running) is false."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline and alive(), f"nothing accepts on port {port}"
+            time.sleep(0.05)

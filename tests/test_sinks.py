@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from astropy.coordinates import Angle
+from helpers import wait_until_accepting
 
 import trapline.api
 from trapline.alerts import Alert, iso_time
@@ -115,7 +116,6 @@ def test_listen_adds_the_console_unless_given():
 def test_listen_command_prints_alerts_unless_no_console(tmp_path, capsys):
     """``trapline listen`` with no plug-in given prints a line per stored candidate."""
     import argparse
-    import time
 
     from test_stream_listen import free_port
 
@@ -131,14 +131,7 @@ def test_listen_command_prints_alerts_unless_no_console(tmp_path, capsys):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("rc", listen.run(args)))
     thread.start()
-    deadline = time.monotonic() + 10
-    while True:  # until the listener accepts
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_until_accepting(port, 10)
     sp = argparse.ArgumentParser()
     simulate.configure(sp)
     assert simulate.run(sp.parse_args([

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from astropy.wcs import WCS
+from helpers import wait_until_accepting
 
 import trapline.api
 from trapline.image import Beam, Image
@@ -94,14 +95,7 @@ def test_listen_command_gijs_end_to_end_into_sqlite(tmp_path):
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("rc", listen.run(largs)))
     thread.start()
-    deadline = time.monotonic() + 10
-    while True:  # wait until the listener accepts
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    wait_until_accepting(port, 10)
     sp = argparse.ArgumentParser()
     simulate.configure(sp)
     sargs = sp.parse_args(
@@ -463,14 +457,7 @@ def test_listen_reports_progress_and_closes_with_strict_json(tmp_path):
         [sys.executable, "-m", "trapline.cli", "listen", "--port", str(port), "--db", str(db),
          "--bands", "1", "--duration-s", "6", "--metrics-every-s", "0.5", "--no-console"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.05)
+    wait_until_accepting(port, 20, alive=lambda: proc.poll() is None)
     sim = SimulationConfig(seed=3, epochs=3, bands=1, size=64, n_steady=4, n_variable=0,
                            n_transient=0, n_fading=0)
     asyncio.run(send_timesteps("127.0.0.1", port, simulated_timesteps(sim), "gijs"))
