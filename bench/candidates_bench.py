@@ -92,6 +92,7 @@ def figures(s: Score) -> dict[str, float]:
     return {"false_new_per_1000": s.false_new_per_1000, "caught": s.caught_fraction,
             "steady_flagged": s.steady_flagged_fraction, "flux_rms": s.flux_scale_rms,
             "pull_std": s.pull_std, "frame_pull_std": s.frame_pull_std,
+            "lightcurve_pull_std": s.lightcurve_pull_std,
             **{f"auc {k}": v for k, v in s.auc.items()}}
 
 
@@ -158,19 +159,21 @@ def report_accuracy(acc: dict[str, Any], seeds: int) -> None:
             rows.append([name if when == "before" else "", when,
                          f"{f['false_new_per_1000']:.0f}", pct(f["caught"]),
                          pct(f["steady_flagged"]), f"{100 * f['flux_rms']:.2f}%",
-                         f"{f['pull_std']:.2f}", f"{f['frame_pull_std']:.2f}",
+                         f"{f['pull_std']:.2f}", f"{f['frame_pull_std']:.2f}", f"{f['lightcurve_pull_std']:.2f}",
                          f"{f['auc eta variable']:.3f}", f"{f['auc eta transient']:.3f}",
                          f"{f['auc V variable']:.3f}", f"{f['auc V transient']:.3f}"])
     headers = ["effect", "", "false new/1000", "trans>=10σ new", "steady>=20σ var",
-               "flux rms", "pull", "pull frame", "AUC eta var", "eta trans", "V var",
+               "flux rms", "pull", "pull frame", "lc pull", "AUC eta var", "eta trans", "V var",
                "V trans"]
-    print(table(headers, rows, "llrrrrrrrrrr"))
+    print(table(headers, rows, "llrrrrrrrrrrr"))
     print("   false new: per 1,000 images (goal <= 1 with all four effects); trans: transients"
           " >= 10 sigma flagged new in their first image;")
     print("   steady var: steady sources >= 20 sigma with a variable candidate; flux rms:"
           " stored flux scale / injected gain, rms about the mean (of 15% injected);")
     print("   pull: spread of (stored - true position) / stored error of bright steady"
           " sources; frame: after fitting out an offset and gradient (the sky model's frame);")
+    print("   lc pull: spread of (point - weighted mean) / error over the lightcurves of bright"
+          " steady sources (1: errors are the real scatter);")
     print("   AUC: eta_int and v_int per (source, band), variables or transients vs steady"
           " (goal >= 0.95).")
 

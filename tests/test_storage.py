@@ -152,7 +152,7 @@ def test_migration_creates_exactly_the_models(db_url):
     assert store.revision() is None
     upgrade(store.engine, fresh_from_models=False)  # every migration, in order
     store.upgrade()  # a no-op at head: safe at every start
-    assert store.revision() == head_revision() == HEAD_REVISION == "0007"
+    assert store.revision() == head_revision() == HEAD_REVISION == "0008"
     with store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, Base.metadata) == []

@@ -63,6 +63,9 @@ class ImageRecord:
     offset_east_deg: float = 0.0
     offset_north_deg: float = 0.0
     n_position_calibrators: int = 0
+    # The fractional scatter of the reference sources' fluxes beyond their errors
+    # (scintillation, direction-dependent gains), added to every flux error of the image.
+    flux_modulation: float = 0.0
 
 
 C = TypeVar("C", bound="Columns")
@@ -327,8 +330,10 @@ def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
     """TraP's variability statistics from running sums.
 
     eta = N/(N-1) (<w f^2> - <w f>^2 / <w>): the reduced chi^2 about the weighted mean;
-    V = s/<f>: the coefficient of variation (sample standard deviation over the mean).
-    NaN below two points.
+    V = s/|<f>|: the coefficient of variation (sample standard deviation over the mean).
+    TraP divides by the mean itself, which makes V negative, and never flagged, for a
+    lightcurve whose mean is below zero: a faint transient among its forced fits, whose
+    scatter is all its mean is not. NaN below two points.
     """
     n = np.asarray(n, float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -336,7 +341,7 @@ def eta_v(n, sw, swf, swf2, sf, sf2) -> tuple[np.ndarray, np.ndarray]:
         eta = factor * (swf2 / n - (swf / n) ** 2 / (sw / n))
         mean = sf / n
         var = factor * (sf2 / n - mean**2)
-        v = np.sqrt(np.maximum(var, 0.0)) / mean
+        v = np.sqrt(np.maximum(var, 0.0)) / np.abs(mean)
     ok = n >= 2
     return np.where(ok, eta, np.nan), np.where(ok, v, np.nan)
 

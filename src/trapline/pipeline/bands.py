@@ -14,10 +14,19 @@ class BandAssigner:
         self.centres: list[float] = list(centres or [])
 
     def band_of(self, freq_hz: float) -> int:
+        """The band of ``freq_hz`` (Hz), a new one if no band is near it."""
+        found = self.find(freq_hz)
+        if found >= 0:
+            return found
+        self.centres.append(float(freq_hz))
+        return len(self.centres) - 1
+
+    def find(self, freq_hz: float) -> int:
+        """The known band of ``freq_hz`` (Hz), or -1; unlike :meth:`band_of`, this never
+        adds a band, so asking in any order changes nothing."""
         if self.centres:
             distance = np.abs(np.asarray(self.centres) - freq_hz)
             best = int(np.argmin(distance))
             if distance[best] <= self.tolerance_hz:
                 return best
-        self.centres.append(float(freq_hz))
-        return len(self.centres) - 1
+        return -1

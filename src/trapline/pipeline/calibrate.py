@@ -72,6 +72,9 @@ class Calibration:
         centre_ra, centre_dec: the field centre the model refers to (deg).
         offset_err_deg, gradient_err: standard errors of the offset (deg) and of G (NaN
             where not fitted).
+        flux_modulation: the fractional scatter of the reference sources' fluxes about
+            the scale beyond their errors (scintillation, direction-dependent gains; 0
+            when within them): a real error of every flux in the image, added to each.
     """
 
     flux_scale: float
@@ -85,6 +88,7 @@ class Calibration:
     centre_dec: float
     offset_err_deg: tuple[float, float] = (math.nan, math.nan)
     gradient_err: tuple[float, float, float, float] = (math.nan,) * 4
+    flux_modulation: float = 0.0
 
     @classmethod
     def identity(cls, centre_ra: float, centre_dec: float) -> Calibration:
@@ -184,15 +188,16 @@ def catalogue_references(reference: ReferenceCatalogue, beam_deg: float,
     zeros = np.zeros(len(reference))
     return References(reference.ra_deg, reference.dec_deg, zeros, zeros, reference.flux_jy,
                       zeros, _isolated(reference.ra_deg, reference.dec_deg,
-                                       config.isolation_beams * beam_deg))
+                                       config.isolation_beams * beam_deg),
+                      np.ones(len(reference), dtype=bool))
 
 
 def calibrated(m: Measurements, cal: Calibration, scale_error: bool = True) -> Measurements:
     """Forced-fit measurements on the flux scale of :func:`apply` (a new record)."""
     s = cal.flux_scale
-    if s == 1.0:
+    if s == 1.0 and cal.flux_modulation == 0.0:
         return m
-    rel = cal.flux_scale_err / s if scale_error and math.isfinite(cal.flux_scale_err) else 0.0
+    rel = relative_error(cal, scale_error)
     out = {}
     for value, error in (("peak_flux", "peak_flux_err"), ("int_flux", "int_flux_err")):
         f = np.asarray(getattr(m, value)) / s
@@ -200,10 +205,21 @@ def calibrated(m: Measurements, cal: Calibration, scale_error: bool = True) -> M
     return replace(m, **out)
 
 
+def relative_error(cal: Calibration, scale_error: bool = True) -> float:
+    """The fractional error calibration adds to every flux of the image: its modulation
+    and (with ``scale_error``) the scale's own error, in quadrature."""
+    s = cal.flux_scale
+    rel = cal.flux_scale_err / s if scale_error and math.isfinite(cal.flux_scale_err) else 0.0
+    return math.hypot(rel, cal.flux_modulation)
+
+
 @dataclass
 class References(Columns):
     """Candidate reference sources: positions and their errors (deg), known peak and its
-    error (Jy/beam), and whether each is isolated from the other known sources."""
+    error (Jy/beam), whether each is isolated from the other known sources, and whether
+    it has a history (two points or more, or from a reference catalogue): only those
+    measure an image's modulation, as a source seen once may be a variable at its peak
+    or an artefact."""
 
     ra: np.ndarray
     dec: np.ndarray
@@ -212,6 +228,7 @@ class References(Columns):
     peak: np.ndarray
     peak_err: np.ndarray
     isolated: np.ndarray
+    has_history: np.ndarray
 
 
 def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
@@ -222,7 +239,8 @@ def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
     tree, rows = sky.tree()
     finite = np.isfinite(cat.ra_deg) & np.isfinite(cat.dec_deg)
     if tree is None or not finite.any():
-        return References(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool))
+        return References(*(np.zeros(0) for _ in range(6)), np.zeros(0, dtype=bool),
+                          np.zeros(0, dtype=bool))
     isolation = _chord(config.isolation_beams * beam_deg)
     # Every (detection, blind source) pair within the isolation radius in one dual-tree
     # pass (the same "within" as query_ball_point: squared distance <= squared radius).
@@ -247,7 +265,7 @@ def sky_references(sky: SkyModel, band: int, cat: Catalogue, beam_deg: float,
     ra_err, dec_err = sky.errors(sel)
     s = sky.sources
     return References(s.ra[sel], s.dec[sel], ra_err, dec_err, swf[steady] / sw[steady],
-                  1.0 / np.sqrt(sw[steady]), isolated[steady])
+                  1.0 / np.sqrt(sw[steady]), isolated[steady], n[steady] >= 2)
 
 
 def _isolated(ra: np.ndarray, dec: np.ndarray, radius_deg: float) -> np.ndarray:
@@ -366,14 +384,28 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
     k, det = m.known, m.det
     cal = Calibration.identity(centre_ra, centre_dec)
     scale, scale_err, n_flux = cal.flux_scale, cal.flux_scale_err, 0
+    modulation = 0.0
     if len(k) >= config.min_sources_flux:
         log_ratio = np.log(cat.peak_jy[det] / known.peak[k])
         err = np.hypot(cat.peak_err_jy[det] / cat.peak_jy[det], known.peak_err[k] / known.peak[k])
         params, cov, keep = clipped_fit(np.ones((len(k), 1)), log_ratio[:, None], err[:, None],
                                         config.clip_sigma)
         if keep.sum() >= config.min_sources_flux:
-            scale = float(np.exp(params[0, 0]))
-            scale_err = scale * float(np.sqrt(cov[0, 0, 0]))
+            log_scale, log_err = float(params[0, 0]), float(np.sqrt(cov[0, 0, 0]))
+            known_long = np.flatnonzero(keep & known.has_history[k])
+            tau, kept = excess_scatter(log_ratio[known_long], err[known_long],
+                                       config.modulation_p, config.clip_sigma)
+            if tau > 0 and kept.sum() >= config.min_sources_flux:
+                # The scatter is per source: weigh each by its whole error, so that the
+                # brightest do not set the scale alone.
+                modulation = tau
+                keep = np.zeros(len(k), dtype=bool)
+                keep[known_long[kept]] = True
+                w = 1.0 / (np.square(err[keep]) + modulation**2)
+                log_scale = float(np.sum(w * log_ratio[keep]) / np.sum(w))
+                log_err = float(1.0 / np.sqrt(np.sum(w)))
+            scale = math.exp(log_scale)
+            scale_err = scale * log_err
             n_flux = int(keep.sum())
     position = {}
     if len(k) >= config.min_sources_position:
@@ -396,7 +428,54 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
             if gradient_fit:
                 position["gradient"] = tuple(float(v) for v in params[1:].T.ravel())
                 position["gradient_err"] = tuple(float(v) for v in err[:, 1:].ravel())
-    return replace(cal, flux_scale=scale, flux_scale_err=scale_err, n_flux=n_flux, **position)
+    return replace(cal, flux_scale=scale, flux_scale_err=scale_err, n_flux=n_flux,
+                   flux_modulation=modulation, **position)
+
+
+def excess_scatter(y: np.ndarray, sigma: np.ndarray, p_value: float, clip_sigma: float
+                   ) -> tuple[float, np.ndarray]:
+    """The scatter ``tau`` of ``y`` beyond its errors ``sigma``: the Paule-Mandel
+    random-effect estimate (the ``tau`` at which the chi^2 of ``y`` about its weighted
+    mean, weights 1 / (sigma^2 + tau^2), equals its degrees of freedom), with points
+    more than ``clip_sigma`` sqrt(sigma^2 + tau^2) off the mean left out and ``tau``
+    refitted until the set is stable (a variable not yet known among the reference
+    sources does not set it). 0 unless the chi^2 at tau = 0 has a p-value below
+    ``p_value``. Returns ``tau`` and the mask of the points kept."""
+    var = np.square(sigma)
+    keep = np.ones(len(y), dtype=bool)
+    tau2 = 0.0
+    for _ in range(MAX_CLIP_ITERATIONS):
+        if keep.sum() < 3:
+            return 0.0, keep
+        tau2 = _paule_mandel(y[keep], var[keep], p_value)
+        w = 1.0 / (var + tau2)
+        mean = np.sum(w[keep] * y[keep]) / np.sum(w[keep])
+        new_keep = np.abs(y - mean) <= clip_sigma * np.sqrt(var + tau2)
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return math.sqrt(tau2), keep
+
+
+def _paule_mandel(y: np.ndarray, var: np.ndarray, p_value: float) -> float:
+    """tau^2 of :func:`excess_scatter` for one set of points."""
+    def chi2_at(tau2: float) -> float:
+        w = 1.0 / (var + tau2)
+        mean = np.sum(w * y) / np.sum(w)
+        return float(np.sum(w * np.square(y - mean)))
+
+    dof = len(y) - 1
+    if p_value <= 0 or chi2.sf(chi2_at(0.0), dof) >= p_value:
+        return 0.0
+    # chi2_at falls with tau2, to at most dof at tau2 = the sample variance (every
+    # weight is then below 1 / tau2): bisect between.
+    low, high = 0.0, float(np.var(y, ddof=1))
+    for _ in range(60):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if chi2_at(mid) > dof else (low, mid)
+        if high - low <= 1e-6 * high:
+            break
+    return 0.5 * (low + high)
 
 
 def clipped_fit(design: np.ndarray, y: np.ndarray, sigma: np.ndarray, clip_sigma: float
@@ -475,9 +554,9 @@ def apply(cat: Catalogue, cal: Calibration, scale_error: bool = True) -> Catalog
     """A new, calibrated catalogue (the input is never changed).
 
     Fluxes (peak, integrated) and the local rms are divided by ``flux_scale``, and so are
-    their errors; with ``scale_error`` the scale's own relative error is added in
-    quadrature (it is a real error of every flux in the image, common to all of them, so
-    a lightcurve's eta sees it). S/N is unchanged. Positions (RA/Dec) are corrected by
+    their errors; the image's ``flux_modulation`` and, with ``scale_error``, the scale's
+    own relative error are added to them in quadrature (real errors of every flux in the
+    image, so a lightcurve's eta sees them). S/N is unchanged. Positions (RA/Dec) are corrected by
     the position model: the true tangent-plane offsets x solve
     ``apparent = x + offset + G @ x``. Position errors, pixel positions and shapes are
     kept as measured.
@@ -485,7 +564,7 @@ def apply(cat: Catalogue, cal: Calibration, scale_error: bool = True) -> Catalog
     out = Catalogue(**{name: np.array(getattr(cat, name), dtype=float, copy=True)
                        for name in Catalogue.columns()})
     s = cal.flux_scale
-    rel = cal.flux_scale_err / s if scale_error and math.isfinite(cal.flux_scale_err) else 0.0
+    rel = relative_error(cal, scale_error)
     for value, error in (("peak_jy", "peak_err_jy"), ("flux_jy", "flux_err_jy")):
         f = getattr(out, value) / s
         setattr(out, error, np.hypot(getattr(out, error) / s, f * rel))
@@ -498,6 +577,18 @@ def apply(cat: Catalogue, cal: Calibration, scale_error: bool = True) -> Catalog
         true_e, true_n = np.linalg.solve(np.eye(2) + g, rhs)
         out.ra_deg, out.dec_deg = shift_position(cal.centre_ra, cal.centre_dec, true_e, true_n)
     return out
+
+
+def apparent_positions(cal: Calibration, ra: np.ndarray, dec: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """Where sources at true positions ``ra``, ``dec`` (deg) appear in the image:
+    ``x + offset + G @ x`` (the inverse of :func:`apply`'s correction), so that forced
+    fits are made where the image has them."""
+    if cal.n_position == 0 or not len(ra):
+        return ra, dec
+    true_e, true_n = offsets_deg(cal.centre_ra, cal.centre_dec, ra, dec)
+    shift_e, shift_n = cal.shift_deg(true_e, true_n)
+    return shift_position(cal.centre_ra, cal.centre_dec, true_e + shift_e, true_n + shift_n)
 
 
 def calibration_check(cal: Calibration, config: CalibrationSection) -> str | None:

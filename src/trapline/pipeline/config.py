@@ -225,6 +225,11 @@ class CalibrationSection:
     fit_gradient: bool = option(
         True, "fit a linear gradient of the position shift across the field (ionosphere), "
         "not only an offset")
+    modulation_p: float = option(
+        0.01, "when the reference sources' fluxes scatter more than their errors allow "
+        "(chi^2 p-value below this: scintillation, direction-dependent gains), measure the "
+        "extra fractional scatter and add it to every flux error of the image (0: never)",
+        check=rule(lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1"))
     max_log_scale: float = option(
         0.5, "reject images whose flux scale is off by more than exp(this)", check=positive)
     reject_min_sources: int = option(

@@ -188,7 +188,9 @@ class SkyDecider:
         if self.reference is not None:
             at = self.reference.at(measured.record.freq_hz, self.config.image.band_tolerance_hz)
             return catalogue_references(at, beam, cfg)
-        band = self.bands.band_of(measured.record.freq_hz)
+        # Asking has no side effect (a new band has no references yet): partitions are
+        # asked for their references concurrently, in no fixed order.
+        band = self._band(measured.record, assign=False)
         return sky_references(self.sky, band, ex.sources, beam, cfg)
 
     def _calibrate(self, measured: Measured) -> Calibration | None:
@@ -201,12 +203,22 @@ class SkyDecider:
         return fit_calibration(self.references(measured), ex.sources, ex.image.beam.bmaj_deg,
                                record.centre_ra, record.centre_dec, self.config.calibration)
 
+    def _band(self, record: ImageRecord, assign: bool = True) -> int:
+        """The image's band: the one its record carries (sky partitions are given the
+        bands by their :class:`PartitionedDecider`, which numbers them once for all), else
+        this decider's own numbering (with ``assign``, a new frequency starts a band)."""
+        if record.band >= 0:
+            return record.band
+        if assign:
+            return self.bands.band_of(record.freq_hz)
+        return self.bands.find(record.freq_hz)
+
     def remember(self, measured: Sequence[Measured]) -> None:
         """Put earlier, already decided images into the precovery buffer (a resumed run
         re-reads the newest stored images, so it decides as an uninterrupted one)."""
         for m in sorted(measured, key=lambda m: (m.record.time_mjd, m.record.freq_hz)):
             if m.record.accepted and m.extraction is not None:
-                self.buffer.add(m.record, self.bands.band_of(m.record.freq_hz), m.extraction)
+                self.buffer.add(m.record, self._band(m.record), m.extraction)
 
     def restore(self, state: StoredState) -> None:
         """Rebuild from a stored run: sources, per-band sums (and which were reported
@@ -283,7 +295,7 @@ class SkyDecider:
         record = measured.record
         if not record.accepted or measured.extraction is None:
             return ImageResult(record)
-        band = self.bands.band_of(record.freq_hz)
+        band = self._band(record)
         reason = self.rms_history.check(band, record.rms_median)
         if reason:
             return ImageResult(replace(record, band=band, accepted=False, reject_reason=reason,
@@ -293,7 +305,8 @@ class SkyDecider:
                          flux_scale_err=cal.flux_scale_err, n_flux_calibrators=cal.n_flux,
                          offset_east_deg=cal.offset_east_deg,
                          offset_north_deg=cal.offset_north_deg,
-                         n_position_calibrators=cal.n_position)
+                         n_position_calibrators=cal.n_position,
+                         flux_modulation=cal.flux_modulation)
         reason = calibration_check(cal, self.config.calibration)
         if reason:
             return ImageResult(replace(record, accepted=False, reject_reason=reason, n_blind=0))
@@ -399,11 +412,12 @@ class SkyDecider:
         field = self.sky.rows_within(record.centre_ra, record.centre_dec, record.radius_deg)
         in_field[field] = True
         todo = forced_fits.null_detection_rows(self.sky, record, detected, cfg.forced.max_misses)
-        nulls, null_rows = forced_fits.forced_measurements(self.sky, ex, todo)
+        nulls, null_rows = forced_fits.forced_measurements(self.sky, ex, todo,
+                                                           calibration=a.calibration)
         nulls = calibrated(nulls, a.calibration)
         s.n_forced[null_rows] += 1
         monitored, monitor_rows = forced_fits.forced_measurements(
-            self.sky, ex, self.sky.monitor_rows(), MONITOR)
+            self.sky, ex, self.sky.monitor_rows(), MONITOR, calibration=a.calibration)
         monitored = calibrated(monitored, a.calibration)
         s.last_time[monitor_rows] = record.time_mjd
         measurements = concat(Measurements, [a.blind, nulls, monitored])

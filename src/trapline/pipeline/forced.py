@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from trapline.extract import Extraction
+from trapline.pipeline.calibrate import Calibration, apparent_positions
 from trapline.pipeline.skymodel import SkyModel
 from trapline.records import FORCED, ImageRecord, Measurements
 
@@ -21,14 +22,20 @@ def null_detection_rows(sky: SkyModel, record: ImageRecord, detected: np.ndarray
 
 
 def forced_measurements(sky: SkyModel, extraction: Extraction, rows: np.ndarray,
-                        kind: int = FORCED) -> tuple[Measurements, np.ndarray]:
-    """Fit the beam at the sky-model positions of ``rows``; returns the measurements
-    (Jy/beam; integrated flux is the peak for a point source) and the rows fitted (a
-    position off the image or on blanked pixels gives no fit)."""
+                        kind: int = FORCED, calibration: Calibration | None = None,
+                        ) -> tuple[Measurements, np.ndarray]:
+    """Fit the beam at the sky-model positions of ``rows``, moved to where the image
+    has them by its ``calibration``'s position model; returns the measurements (Jy/beam,
+    not yet on the calibrated flux scale; integrated flux is the peak for a point
+    source; positions those of the sky model) and the rows fitted (a position off the
+    image or on blanked pixels gives no fit)."""
     s = sky.sources
     if len(rows) == 0:
         return Measurements.empty(), np.zeros(0, dtype=np.int64)
-    fit = extraction.forced(s.ra[rows], s.dec[rows])
+    ra, dec = s.ra[rows], s.dec[rows]
+    if calibration is not None:
+        ra, dec = apparent_positions(calibration, ra, dec)
+    fit = extraction.forced(ra, dec)
     ok = fit.ok
     rows = rows[ok]
     ra_err, dec_err = sky.errors(rows)

@@ -16,6 +16,7 @@ an actor on a worker (:meth:`PartitionedDecider.use_client`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -25,6 +26,7 @@ from astropy_healpix import HEALPix
 
 from trapline.errors import ConfigError
 from trapline.geometry import healpix_cells, shift_position
+from trapline.pipeline.bands import BandAssigner
 from trapline.pipeline.calibrate import Calibration, References, fit_calibration
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.decide import SkyDecider, frequency_order
@@ -60,6 +62,9 @@ class PartitionedDecider:
         self.sequence = 0
         self.next_monitor_id = 1
         self.client = None
+        # Bands are numbered here, once for every partition: a partition numbering its
+        # own would depend on which images reached it first.
+        self.bands = BandAssigner(self.config.image.band_tolerance_hz)
         self._footprints: dict[tuple, np.ndarray] = {}
         self._depth_healpix: HEALPix | None = None
         self._stored = None  # state to give partitions created after a resume
@@ -121,6 +126,8 @@ class PartitionedDecider:
         margin, their sums, the depth map and the run-state values, when it is created."""
         self.sequence = int(state.values.get("partition_sequence", 0))
         self.next_monitor_id = int(state.values.get("partition_next_monitor_id", 1))
+        if "band_centres_hz" in state.values:
+            self.bands.centres = [float(f) for f in json.loads(state.values["band_centres_hz"])]
         if not len(state.sources) and not len(state.depth):
             return
         self._stored = state
@@ -153,6 +160,7 @@ class PartitionedDecider:
             first = next(iter(self.partitions.values()))
             values.update(_wait(first.state_values()))
             values.pop("next_source_id", None)
+        values["band_centres_hz"] = json.dumps(self.bands.centres)
         return values
 
     def owned_source_ids(self) -> set[int]:
@@ -195,9 +203,10 @@ class PartitionedDecider:
 
     def remember(self, measured: Sequence[Measured]) -> None:
         """Earlier images into the precovery buffers of the partitions they touch."""
-        for m in measured:
+        for m in sorted(measured, key=lambda m: (m.record.time_mjd, m.record.freq_hz)):
             if not m.record.accepted or m.extraction is None:
                 continue
+            m = self._with_band(m)
             none = m.extraction.sources.select(np.zeros(len(m.extraction.sources), bool))
             sub = Measured(m.record, replace(m.extraction, sources=none),
                            detection_index=np.zeros(0, dtype=np.int64))
@@ -213,6 +222,9 @@ class PartitionedDecider:
         results: list[ImageResult] = [ImageResult(m.record) for m in timestep]
         if not accepted:
             return results
+        timestep = list(timestep)
+        for i in accepted:
+            timestep[i] = self._with_band(timestep[i])
         id_bases: list[int] = []
         subsets: dict[int, list[tuple[int, Measured]]] = {}
         for k, i in enumerate(accepted):
@@ -241,6 +253,10 @@ class PartitionedDecider:
         for k, i in enumerate(accepted):
             results[i] = self._merge(timestep[i], per_image.get(k, []))
         return results
+
+    def _with_band(self, measured: Measured) -> Measured:
+        record = measured.record
+        return replace(measured, record=replace(record, band=self.bands.band_of(record.freq_hz)))
 
     def _calibrations(self, timestep: Sequence[Measured], accepted: list[int],
                       subsets: dict[int, list[tuple[int, Measured]]]) -> list[Calibration]:

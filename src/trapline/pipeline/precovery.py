@@ -87,23 +87,26 @@ def precover(buffer: ImageBuffer, band: int, ra: np.ndarray, dec: np.ndarray,
     parts: list[PrecoveryPoints] = []
     for item in buffer.images(band) if n else []:
         fit = item.extraction.forced(ra, dec)
-        # On the flux scale of the image's calibration (as its own measurements).
-        scale = item.record.flux_scale
+        # On the flux scale of the image's calibration, with its modulation (as its own
+        # measurements).
+        scale, modulation = item.record.flux_scale, item.record.flux_modulation
         with np.errstate(invalid="ignore"):
             ok = fit.ok & np.isfinite(fit.peak) & (fit.peak_err > 0)
         if not ok.any():
             continue
         k = int(ok.sum())
+        peak = np.where(ok, fit.peak / scale, 0.0)
+        peak_err = np.where(ok, np.hypot(fit.peak_err / scale, peak * modulation), 1.0)
         parts.append(PrecoveryPoints(
             source_id=np.asarray(source_ids)[ok],
             image_key=np.full(k, item.record.image_key, dtype=object),
             time_mjd=np.full(k, item.record.time_mjd), band=np.full(k, band),
             freq_hz=np.full(k, item.record.freq_hz), ra=np.asarray(ra)[ok],
-            dec=np.asarray(dec)[ok], peak_flux=fit.peak[ok] / scale,
-            peak_flux_err=fit.peak_err[ok] / scale, snr=fit.peak[ok] / fit.rms[ok]))
-        w = np.where(ok, 1.0 / np.square(np.where(ok, fit.peak_err / scale, 1.0)), 0.0)
+            dec=np.asarray(dec)[ok], peak_flux=peak[ok],
+            peak_flux_err=peak_err[ok], snr=fit.peak[ok] / fit.rms[ok]))
+        w = np.where(ok, 1.0 / np.square(peak_err), 0.0)
         sw += w
-        swf += w * np.where(ok, fit.peak / scale, 0.0)
+        swf += w * peak
         count += ok
     with np.errstate(divide="ignore", invalid="ignore"):
         flux = np.where(count > 0, swf / sw, np.nan)

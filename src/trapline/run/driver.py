@@ -87,13 +87,14 @@ class Driver:
         self.decider.restore(state)
         # The precovery buffer as an uninterrupted run would have it: the newest stored
         # images, re-read (streamed images are kept on disk for this, see run.live).
-        recent = [(p, scale) for p, scale in
+        recent = [(p, scale, modulation) for p, scale, modulation in
                   store.recent_images(self.config.new_source.precovery_images)
                   if Path(p).exists()]
         if recent:
-            measured = measurer.map([p for p, _ in recent])
-            self.decider.remember([replace(m, record=replace(m.record, flux_scale=scale))
-                                   for m, (_, scale) in zip(measured, recent, strict=True)])
+            measured = measurer.map([p for p, _, _ in recent])
+            self.decider.remember([
+                replace(m, record=replace(m.record, flux_scale=scale, flux_modulation=mod))
+                for m, (_, scale, mod) in zip(measured, recent, strict=True)])
         self.newest_mjd = float(state.values.get("newest_time_mjd", "nan"))
         # Monitoring positions new to this run: stored with the first accepted image
         # (the monitor table refers to their source rows).

@@ -96,6 +96,9 @@ class Image(Base):
     offset_east_deg: Mapped[float | None]
     offset_north_deg: Mapped[float | None]
     n_position_calibrators: Mapped[int | None]
+    # The fractional scatter of the reference sources beyond their errors, in every
+    # stored flux error of the image.
+    flux_modulation: Mapped[float | None]
 
 
 class Source(Base):

@@ -97,6 +97,7 @@ def image_row(image: ImageRecord) -> dict:
         "offset_east_deg": _float(image.offset_east_deg),
         "offset_north_deg": _float(image.offset_north_deg),
         "n_position_calibrators": int(image.n_position_calibrators),
+        "flux_modulation": _float(image.flux_modulation),
     }
 
 

@@ -147,23 +147,26 @@ class Store:
 
         return self._retry("load the state from", run)
 
-    def recent_images(self, per_band: int) -> list[tuple[str, float]]:
-        """(path, flux scale) of the newest ``per_band`` accepted images of each band with
-        a path, oldest first (what a resumed run re-reads into its precovery buffer)."""
+    def recent_images(self, per_band: int) -> list[tuple[str, float, float]]:
+        """(path, flux scale, flux modulation) of the newest ``per_band`` accepted images
+        of each band with a path, oldest first (what a resumed run re-reads into its
+        precovery buffer)."""
         image = models.Image
 
-        def run() -> list[tuple[str, float]]:
+        def run() -> list[tuple[str, float, float]]:
             with self.engine.connect() as conn:
                 bands = conn.execute(select(image.band).where(image.accepted)
                                      .distinct()).scalars().all()
                 rows = []
                 for band in bands:
                     rows += conn.execute(
-                        select(image.time_mjd, image.path, image.flux_scale)
+                        select(image.time_mjd, image.path, image.flux_scale,
+                               image.flux_modulation)
                         .where(image.accepted, image.band == band, image.path != "")
                         .order_by(image.time_mjd.desc()).limit(per_band)).all()
-            return [(path, 1.0 if scale is None else float(scale))
-                    for _, path, scale in sorted(rows)]
+            return [(path, 1.0 if scale is None else float(scale),
+                     0.0 if modulation is None else float(modulation))
+                    for _, path, scale, modulation in sorted(rows)]
 
         return self._retry("read the newest images of", run) if per_band > 0 else []
 

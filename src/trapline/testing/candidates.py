@@ -22,6 +22,10 @@ Matching is on the sky, within ``radius_beams`` beam major-axis FWHMs. Definitio
   their spread, ``frame_pull_std`` that after a fit of an offset and a linear gradient
   of the offsets across the field (the frame of the sky model, which is that of its
   first image's ionosphere when calibrating against the sky model);
+* a **lightcurve pull** is a point of a bright steady source's lightcurve (every kind,
+  per band) minus the lightcurve's weighted mean, over the point's error (peak fluxes);
+  ``lightcurve_pull_std`` is their spread (1 when the stored errors are the real
+  scatter);
 * **AUC** is the area under the ROC curve of eta_int (or v_int), per (source, band) row
   of the variability table, separating variables (or transients) from steady sources.
 """
@@ -81,6 +85,7 @@ class Score:
     pull_std: float  # east and north pulls together
     frame_pull_std: float  # the same, a fitted offset and gradient removed
     n_pulls: int
+    lightcurve_pull_std: float  # bright steady sources' points about their mean
     auc: dict[str, float] = field(default_factory=dict)  # 'eta variable', 'V transient', ...
     missed: list[int] = field(default_factory=list)  # true ids of uncaught transients
     false_ids: list[int] = field(default_factory=list)  # pipeline ids of false new sources
@@ -183,6 +188,14 @@ def score(run: Run, series: Series, radius_beams: float = 1.0, transient_snr: fl
     variable_ids = set(candidates[candidates.kind == "variable"].source_id)
     flagged = [s for s in bright if ids[s] >= 0 and ids[s] in variable_ids]
 
+    # -- lightcurve pulls of bright steady sources: points about the weighted mean.
+    lc = measurements[measurements.source_id.isin([ids[s] for s in bright if ids[s] >= 0])]
+    lc = lc[np.isfinite(lc.peak_flux) & (lc.peak_flux_err > 0)]
+    w = 1.0 / np.square(lc.peak_flux_err)
+    key = [lc.source_id, lc.band]
+    mean = (w * lc.peak_flux).groupby(key).transform("sum") / w.groupby(key).transform("sum")
+    lc_pulls = ((lc.peak_flux - mean) / lc.peak_flux_err).to_numpy()
+
     # -- flux scale left after calibration, per band.
     # Without calibration (none has calibrators) every image keeps its gain.
     calibrated = accepted.n_flux_calibrators > 0
@@ -223,6 +236,7 @@ def score(run: Run, series: Series, radius_beams: float = 1.0, transient_snr: fl
         pull_std=float(np.std(pulls)) if len(pulls) else float("nan"),
         frame_pull_std=float(np.std(frame_pulls)) if len(pulls) else float("nan"),
         n_pulls=len(pulls),
+        lightcurve_pull_std=float(np.std(lc_pulls)) if len(lc_pulls) else float("nan"),
         auc=aucs, missed=missed, false_ids=at.source_id[false].astype(int).tolist())
 
 
