@@ -100,18 +100,38 @@ def test_positions_within_errors(scored):
 
 
 def test_variability_statistics_separate(scored):
-    """The goal is an AUC of 0.95 for eta and V, variables and transients. It holds for
-    eta of variables in every case; for V without the ionosphere (with it, measured
-    0.92-0.96 for variables and 0.83-1 for transients: shifted sources' fluxes scatter
-    more); for eta of transients without scintillation (0.68-0.89 with it: a transient
-    has few points, a scintillating steady source many eta units)."""
+    """The goal is an AUC of 0.95 for eta and V, variables and transients. It holds in
+    every case but for eta of transients under scintillation (measured 0.92-1): the
+    first image of a band cannot measure its modulation, so the brightest steady
+    sources' first points carry their noise errors only, a few eta units in a
+    30-image lightcurve."""
     _, series, s = scored
-    iono = series.config.iono_offset_arcsec > 0
     assert s.auc["eta variable"] >= 0.95, s.auc
-    assert s.auc["V variable"] >= (0.9 if iono else 0.95), s.auc
-    assert s.auc["V transient"] >= (0.8 if iono else 0.95), s.auc
+    assert s.auc["V variable"] >= 0.95, s.auc
+    assert s.auc["V transient"] >= 0.95, s.auc
+    scintillating = series.config.scintillation_index > 0
+    assert s.auc["eta transient"] >= (0.9 if scintillating else 0.95), s.auc
+
+
+def test_lightcurve_errors_are_the_real_scatter(scored):
+    """The points of bright steady sources scatter about their means as their errors
+    say. Without scintillation, within 10% of unit spread; with it (measured 1.3-2.7),
+    the band's first image, which has no references to measure a modulation on, keeps
+    its noise errors only."""
+    _, series, s = scored
     if series.config.scintillation_index == 0:
-        assert s.auc["eta transient"] >= 0.95, s.auc
+        assert 0.85 < s.lightcurve_pull_std < 1.1, s.lightcurve_pull_std
+
+
+def test_modulation_follows_the_scintillation(scored):
+    """Each image's flux modulation (its references' scatter beyond their errors) is the
+    injected scintillation index, and 0 without scintillation."""
+    _, series, s = scored
+    index = series.config.scintillation_index
+    if index == 0:
+        assert s.modulation_median == 0.0
+    else:
+        assert 0.7 * index < s.modulation_median < 1.5 * index, s.modulation_median
 
 
 @pytest.fixture(scope="module")

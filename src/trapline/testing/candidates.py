@@ -26,6 +26,7 @@ Matching is on the sky, within ``radius_beams`` beam major-axis FWHMs. Definitio
   per band) minus the lightcurve's weighted mean, over the point's error (peak fluxes);
   ``lightcurve_pull_std`` is their spread (1 when the stored errors are the real
   scatter);
+* the **modulation** of an image is its stored ``flux_modulation``;
 * **AUC** is the area under the ROC curve of eta_int (or v_int), per (source, band) row
   of the variability table, separating variables (or transients) from steady sources.
 """
@@ -86,6 +87,7 @@ class Score:
     frame_pull_std: float  # the same, a fitted offset and gradient removed
     n_pulls: int
     lightcurve_pull_std: float  # bright steady sources' points about their mean
+    modulation_median: float  # the images' flux_modulation, median over calibrated ones
     auc: dict[str, float] = field(default_factory=dict)  # 'eta variable', 'V transient', ...
     missed: list[int] = field(default_factory=list)  # true ids of uncaught transients
     false_ids: list[int] = field(default_factory=list)  # pipeline ids of false new sources
@@ -237,6 +239,8 @@ def score(run: Run, series: Series, radius_beams: float = 1.0, transient_snr: fl
         frame_pull_std=float(np.std(frame_pulls)) if len(pulls) else float("nan"),
         n_pulls=len(pulls),
         lightcurve_pull_std=float(np.std(lc_pulls)) if len(lc_pulls) else float("nan"),
+        modulation_median=float(np.median(cal.flux_modulation.fillna(0.0))) if len(cal)
+        else float("nan"),
         auc=aucs, missed=missed, false_ids=at.source_id[false].astype(int).tolist())
 
 
