@@ -159,7 +159,8 @@ def report_accuracy(acc: dict[str, Any], seeds: int) -> None:
             rows.append([name if when == "before" else "", when,
                          f"{f['false_new_per_1000']:.0f}", pct(f["caught"]),
                          pct(f["steady_flagged"]), f"{100 * f['flux_rms']:.2f}%",
-                         f"{f['pull_std']:.2f}", f"{f['frame_pull_std']:.2f}", f"{f['lightcurve_pull_std']:.2f}",
+                         f"{f['pull_std']:.2f}", f"{f['frame_pull_std']:.2f}",
+                         f"{f['lightcurve_pull_std']:.2f}",
                          f"{f['auc eta variable']:.3f}", f"{f['auc eta transient']:.3f}",
                          f"{f['auc V variable']:.3f}", f"{f['auc V transient']:.3f}"])
     headers = ["effect", "", "false new/1000", "trans>=10σ new", "steady>=20σ var",
