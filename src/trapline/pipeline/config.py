@@ -195,6 +195,10 @@ class VariabilitySection:
     v_threshold: float = option(0.1, "... and V is above this")
     min_points: int = option(
         4, "and the lightcurve has at least this many points in the band", check=at_least(2))
+    false_alarm_p: float = option(
+        1e-4, "and eta is significant: a steady source's eta, chi^2 with N-1 degrees of "
+        "freedom over N-1, exceeds it with a chance below this (0: the eta threshold alone)",
+        check=rule(lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1"))
 
 
 @dataclass

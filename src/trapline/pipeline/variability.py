@@ -1,8 +1,18 @@
-"""Variability candidates: sources whose eta and V first cross both thresholds."""
+"""Variability candidates: sources whose eta and V first cross both thresholds.
+
+eta is a reduced chi^2 about the weighted mean: for a steady source it follows
+chi^2_{N-1} / (N-1), whose tail above a fixed threshold is wide for few points (above 3
+at 4 points: 2.9%, so one steady source in 35 is flagged when it has its fourth point,
+and more as it is tested again at every image). So eta must also be significant for the
+number of points: its chance under chi^2_{N-1} below ``[variability] false_alarm_p``.
+"""
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
+from scipy.stats import chi2
 
 from trapline.pipeline.config import VariabilitySection
 from trapline.pipeline.skymodel import SkyModel
@@ -11,10 +21,27 @@ from trapline.records import BandStatistics, Candidates
 
 def over_thresholds(n: np.ndarray, eta: np.ndarray, v: np.ndarray,
                     cfg: VariabilitySection) -> np.ndarray:
-    """The flag rule: enough points, eta (integrated flux) and V above their thresholds."""
+    """The flag rule: enough points, eta (integrated flux) above its threshold and
+    significant for the number of points, V above its threshold."""
+    n = np.asarray(n)
     with np.errstate(invalid="ignore"):
-        return ((np.asarray(n) >= cfg.min_points) & (np.asarray(eta) > cfg.eta_threshold)
+        over = ((n >= cfg.min_points) & (np.asarray(eta) > cfg.eta_threshold)
                 & (np.asarray(v) > cfg.v_threshold))
+        if cfg.false_alarm_p > 0 and over.any():
+            over[over] = np.asarray(eta)[over] > significant_eta(n[over], cfg.false_alarm_p)
+    return over
+
+
+def significant_eta(n: np.ndarray, p: float) -> np.ndarray:
+    """Per number of points ``n``, the eta a steady source exceeds with chance ``p``."""
+    n = np.asarray(n, dtype=np.int64)
+    values, index = np.unique(n, return_inverse=True)
+    return np.array([_significant_eta(int(k), p) for k in values])[index]
+
+
+@lru_cache(maxsize=4096)
+def _significant_eta(n: int, p: float) -> float:
+    return float(chi2.isf(p, n - 1) / (n - 1)) if n >= 2 else np.inf
 
 
 def variable_candidates(sky: SkyModel, band: int, stats: BandStatistics,
