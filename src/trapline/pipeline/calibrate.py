@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -72,9 +73,13 @@ class Calibration:
         centre_ra, centre_dec: the field centre the model refers to (deg).
         offset_err_deg, gradient_err: standard errors of the offset (deg) and of G (NaN
             where not fitted).
-        flux_modulation: the fractional scatter of the reference sources' fluxes about
-            the scale beyond their errors (scintillation, direction-dependent gains; 0
-            when within them): a real error of every flux in the image, added to each.
+        flux_modulation: the fractional scatter of fluxes beyond their errors
+            (scintillation, direction-dependent gains) applied to the image: a real error
+            of every flux in it, added to each; the band's recent value
+            (:class:`ModulationHistory`), else the image's own.
+        own_modulation: the image's own estimate, from the scatter of its reference
+            sources' fluxes about the scale (0 when within their errors; NaN when too
+            few references with a history were found).
     """
 
     flux_scale: float
@@ -89,6 +94,7 @@ class Calibration:
     offset_err_deg: tuple[float, float] = (math.nan, math.nan)
     gradient_err: tuple[float, float, float, float] = (math.nan,) * 4
     flux_modulation: float = 0.0
+    own_modulation: float = math.nan
 
     @classmethod
     def identity(cls, centre_ra: float, centre_dec: float) -> Calibration:
@@ -384,7 +390,7 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
     k, det = m.known, m.det
     cal = Calibration.identity(centre_ra, centre_dec)
     scale, scale_err, n_flux = cal.flux_scale, cal.flux_scale_err, 0
-    modulation = 0.0
+    modulation = math.nan
     if len(k) >= config.min_sources_flux:
         log_ratio = np.log(cat.peak_jy[det] / known.peak[k])
         err = np.hypot(cat.peak_err_jy[det] / cat.peak_jy[det], known.peak_err[k] / known.peak[k])
@@ -395,10 +401,11 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
             known_long = np.flatnonzero(keep & known.has_history[k])
             tau, kept = excess_scatter(log_ratio[known_long], err[known_long],
                                        config.modulation_p, config.clip_sigma)
+            if len(known_long) >= config.min_sources_flux:
+                modulation = tau
             if tau > 0 and kept.sum() >= config.min_sources_flux:
                 # The scatter is per source: weigh each by its whole error, so that the
                 # brightest do not set the scale alone.
-                modulation = tau
                 keep = np.zeros(len(k), dtype=bool)
                 keep[known_long[kept]] = True
                 w = 1.0 / (np.square(err[keep]) + modulation**2)
@@ -429,7 +436,36 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
                 position["gradient"] = tuple(float(v) for v in params[1:].T.ravel())
                 position["gradient_err"] = tuple(float(v) for v in err[:, 1:].ravel())
     return replace(cal, flux_scale=scale, flux_scale_err=scale_err, n_flux=n_flux,
-                   flux_modulation=modulation, **position)
+                   flux_modulation=0.0 if math.isnan(modulation) else modulation,
+                   own_modulation=modulation, **position)
+
+
+class ModulationHistory:
+    """The flux modulation to apply per band: the root mean square of the own estimates
+    of the band's last ``images`` calibrated images, this one's included. One image's
+    twenty-odd references give its modulation to about a quarter of itself; the
+    scintillation of a field changes over minutes. An image without an estimate of its
+    own (too few references with a history) gets the band's."""
+
+    def __init__(self, images: int):
+        self.images = images
+        self._history: dict[int, deque[float]] = {}
+
+    def pooled(self, band: int, cal: Calibration) -> Calibration:
+        history = self._history.setdefault(band, deque(maxlen=self.images))
+        if math.isfinite(cal.own_modulation):
+            history.append(cal.own_modulation**2)
+        if not history:
+            return cal
+        return replace(cal, flux_modulation=math.sqrt(sum(history) / len(history)))
+
+    def dump(self) -> dict[str, list[float]]:
+        """The recent estimates (squared) per band, to store with the run."""
+        return {str(band): list(values) for band, values in self._history.items()}
+
+    def load(self, stored: dict[str, list[float]]) -> None:
+        for band, values in stored.items():
+            self._history[int(band)] = deque((float(v) for v in values), maxlen=self.images)
 
 
 def excess_scatter(y: np.ndarray, sigma: np.ndarray, p_value: float, clip_sigma: float

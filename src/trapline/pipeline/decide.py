@@ -30,6 +30,7 @@ from trapline.pipeline.bands import BandAssigner
 from trapline.pipeline.boundary import position_errors
 from trapline.pipeline.calibrate import (
     Calibration,
+    ModulationHistory,
     References,
     apply,
     calibrated,
@@ -116,6 +117,7 @@ class SkyDecider:
                               self.config.new_source.depth_cell_beams)
         self.bands = BandAssigner(self.config.image.band_tolerance_hz)
         self.rms_history = RmsHistory(self.config.quality)
+        self.modulations = ModulationHistory(self.config.calibration.modulation_images)
         ns = self.config.new_source
         self.buffer = ImageBuffer(ns.precovery_images, int(ns.precovery_memory_mb * 2**20))
         path = self.config.calibration.reference_catalogue
@@ -200,8 +202,9 @@ class SkyDecider:
         ex = measured.extraction
         if not self.config.calibration.enabled:
             return Calibration.identity(record.centre_ra, record.centre_dec)
-        return fit_calibration(self.references(measured), ex.sources, ex.image.beam.bmaj_deg,
-                               record.centre_ra, record.centre_dec, self.config.calibration)
+        cal = fit_calibration(self.references(measured), ex.sources, ex.image.beam.bmaj_deg,
+                              record.centre_ra, record.centre_dec, self.config.calibration)
+        return self.modulations.pooled(self._band(record), cal)
 
     def _band(self, record: ImageRecord, assign: bool = True) -> int:
         """The image's band: the one its record carries (sky partitions are given the
@@ -238,6 +241,8 @@ class SkyDecider:
             self.bands.centres = [float(f) for f in json.loads(values["band_centres_hz"])]
         if "rms_history" in values:
             self.rms_history.load(json.loads(values["rms_history"]))
+        if "modulation_history" in values:
+            self.modulations.load(json.loads(values["modulation_history"]))
 
     def _already_flagged(self, state: StoredState) -> np.ndarray:
         """Per statistics row: was the source reported variable in that band? From the
@@ -273,7 +278,8 @@ class SkyDecider:
     def state_values(self) -> dict[str, str]:
         return {"next_source_id": str(self.sky.next_id), "depth_nside": str(self.depth.nside),
                 "band_centres_hz": json.dumps(self.bands.centres),
-                "rms_history": json.dumps(self.rms_history.dump())}
+                "rms_history": json.dumps(self.rms_history.dump()),
+                "modulation_history": json.dumps(self.modulations.dump())}
 
     def source_count(self) -> int:
         return self.sky.n_blind_sources()

@@ -27,7 +27,12 @@ from astropy_healpix import HEALPix
 from trapline.errors import ConfigError
 from trapline.geometry import healpix_cells, shift_position
 from trapline.pipeline.bands import BandAssigner
-from trapline.pipeline.calibrate import Calibration, References, fit_calibration
+from trapline.pipeline.calibrate import (
+    Calibration,
+    ModulationHistory,
+    References,
+    fit_calibration,
+)
 from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.decide import SkyDecider, frequency_order
 from trapline.pipeline.depth import nside_for_beam
@@ -65,6 +70,7 @@ class PartitionedDecider:
         # Bands are numbered here, once for every partition: a partition numbering its
         # own would depend on which images reached it first.
         self.bands = BandAssigner(self.config.image.band_tolerance_hz)
+        self.modulations = ModulationHistory(self.config.calibration.modulation_images)
         self._footprints: dict[tuple, np.ndarray] = {}
         self._depth_healpix: HEALPix | None = None
         self._stored = None  # state to give partitions created after a resume
@@ -128,6 +134,8 @@ class PartitionedDecider:
         self.next_monitor_id = int(state.values.get("partition_next_monitor_id", 1))
         if "band_centres_hz" in state.values:
             self.bands.centres = [float(f) for f in json.loads(state.values["band_centres_hz"])]
+        if "modulation_history" in state.values:
+            self.modulations.load(json.loads(state.values["modulation_history"]))
         if not len(state.sources) and not len(state.depth):
             return
         self._stored = state
@@ -161,6 +169,7 @@ class PartitionedDecider:
             values.update(_wait(first.state_values()))
             values.pop("next_source_id", None)
         values["band_centres_hz"] = json.dumps(self.bands.centres)
+        values["modulation_history"] = json.dumps(self.modulations.dump())
         return values
 
     def owned_source_ids(self) -> set[int]:
@@ -283,9 +292,10 @@ class PartitionedDecider:
                             if cfg.reference_catalogue == "" else found)
                 if cfg.reference_catalogue:
                     break  # the same catalogue in every partition
-            out.append(fit_calibration(concat(References, refs), ex.sources,
-                                       ex.image.beam.bmaj_deg, record.centre_ra,
-                                       record.centre_dec, cfg))
+            cal = fit_calibration(concat(References, refs), ex.sources,
+                                  ex.image.beam.bmaj_deg, record.centre_ra, record.centre_dec,
+                                  cfg)
+            out.append(self.modulations.pooled(record.band, cal))
         return out
 
     def _merge(self, measured: Measured, parts) -> ImageResult:
