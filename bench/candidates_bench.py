@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 if __package__ in (None, ""):  # run as a script: make the `bench` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -47,7 +46,7 @@ from trapline.api import open as open_run
 from trapline.pipeline.config import PipelineConfig
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, iter_images, write_series
-from trapline.testing.candidates import Score, Series, score
+from trapline.testing.candidates import Score, Series, score, write_catalogue
 
 COST_TARGET = 0.10  # the three mechanisms together: at most 10% of the per-image time
 SKY = dict(size=384, epochs=30, n_steady=40, n_variable=8, n_transient=6, n_fading=3,
@@ -65,16 +64,6 @@ EFFECTS["all four"] = {k: v for e in EFFECTS.values() for k, v in e.items()}
 CATALOGUE = "all four, catalogue"
 EFFECTS[CATALOGUE] = EFFECTS["all four"]
 
-
-def write_catalogue(sim: SimulationConfig, files, path: Path, min_snr: float = 20.0) -> str:
-    """A reference catalogue (ra, dec, flux_jy) of the series' steady sources of at least
-    ``min_snr`` times the noise."""
-    sources = pd.read_csv(files.sources)
-    bright = sources[(sources.population == "steady")
-                     & (sources.base_flux_jy >= min_snr * sim.rms_jy)]
-    bright[["ra", "dec", "base_flux_jy"]].rename(columns={"base_flux_jy": "flux_jy"}).to_csv(
-        path, index=False)
-    return str(path)
 
 
 def switched(off: tuple[str, ...] = ()) -> Callable[[PipelineConfig], None]:
@@ -124,8 +113,8 @@ def bench_accuracy(seeds: int, tmp: Path) -> dict[str, Any]:
                 db = "acc.sqlite"
                 config = config_by(edit)
                 if name == CATALOGUE and config.calibration.enabled:
-                    config.calibration.reference_catalogue = write_catalogue(
-                        sim, files, tmp / "reference.csv")
+                    config.calibration.reference_catalogue = str(write_catalogue(
+                        series, tmp / "reference.csv"))
                 run_files([str(files.out_dir)], sqlite_url(tmp, db), config)
                 with open_run(sqlite_url(tmp, db)) as run:
                     runs[when].append(figures(score(run, series)))

@@ -19,7 +19,7 @@ from trapline.pipeline.config import PipelineConfig
 from trapline.pipeline.measure import extraction_config
 from trapline.run import run_files
 from trapline.simulate import SimulationConfig, write_series
-from trapline.testing.candidates import Series, score
+from trapline.testing.candidates import Series, score, write_catalogue
 
 SKY = dict(size=384, epochs=30, n_steady=40, n_variable=8, n_transient=6, n_fading=3,
            variable_snr=(30, 200), modulation_index=0.4)
@@ -173,13 +173,8 @@ def test_reference_catalogue_gives_absolute_positions_and_errors(tmp_path):
     positions are those of the catalogue (no first-image ionosphere), and the
     lightcurves' errors are their real scatter from the first point."""
     sim = SimulationConfig(seed=1, bands=1, **SKY, **ALL)
-    files = write_series(sim, tmp_path / "sim")
-    sources = pd.read_csv(files.sources)
-    bright = sources[(sources.population == "steady")
-                     & (sources.base_flux_jy >= 20 * sim.rms_jy)]
-    catalogue = tmp_path / "reference.csv"
-    bright[["ra", "dec", "base_flux_jy"]].rename(columns={"base_flux_jy": "flux_jy"}).to_csv(
-        catalogue, index=False)
+    catalogue = write_catalogue(Series.read(sim, write_series(sim, tmp_path / "sim")),
+                                tmp_path / "reference.csv")
     config = PipelineConfig()
     config.calibration.reference_catalogue = str(catalogue)
     db, series = simulate_and_run(tmp_path, ALL, 1, 1, config)

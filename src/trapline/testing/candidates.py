@@ -106,6 +106,19 @@ class Score:
         return self.steady_flagged / self.steady_bright if self.steady_bright else float("nan")
 
 
+def write_catalogue(series: Series, path: str | os.PathLike, min_snr: float = 20.0
+                    ) -> str | os.PathLike:
+    """Write a reference catalogue (``ra,dec,flux_jy``, for ``[calibration]
+    reference_catalogue``) of the series' steady sources whose sky peak is at least
+    ``min_snr`` times the noise: their true positions and fluxes. Returns ``path``."""
+    src = series.sources
+    bright = src[(src.population == "steady")
+                 & (src.base_flux_jy >= min_snr * series.config.rms_jy)]
+    bright[["ra", "dec", "base_flux_jy"]].rename(columns={"base_flux_jy": "flux_jy"}).to_csv(
+        path, index=False)
+    return path
+
+
 def chord(radius_deg: float) -> float:
     """Chord length on the unit sphere of an angle (deg), for cKDTree radius queries."""
     return 2.0 * np.sin(np.radians(radius_deg) / 2.0)
