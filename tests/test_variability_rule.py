@@ -99,3 +99,17 @@ def test_drifting_allsky_flags_variables_not_steady_sources(drifting_allsky):
     new = cand[cand.kind == "new"]
     assert set(new.population) == {"transient"}
     assert new.source_id.nunique() == (src.population == "transient").sum()
+
+
+def test_eta_sigma_is_the_gaussian_deviate_of_the_chi2_tail():
+    from scipy.stats import norm
+
+    from trapline.pipeline.variability import eta_sigma
+
+    n = np.array([4, 30, 30, 1000])
+    eta = np.array([7.1, 3.0, 100.0, 500.0])
+    got = eta_sigma(n, eta)
+    assert got[0] == pytest.approx(norm.isf(chi2.sf(3 * 7.1, 3)), rel=1e-6)
+    assert got[1] == pytest.approx(norm.isf(chi2.sf(29 * 3.0, 29)), rel=1e-6)
+    # Where the tail underflows, Wilson-Hilferty: finite and growing with eta.
+    assert np.all(np.isfinite(got)) and got[2] > 30 and got[3] > got[2]

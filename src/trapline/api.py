@@ -71,7 +71,8 @@ class Run:
 
     def thresholds(self) -> dict[str, Any]:
         """The run's variability thresholds: ``eta_threshold``, ``v_threshold``,
-        ``min_points`` and ``from_run`` (False: defaults, no configuration stored)."""
+        ``min_points``, ``false_alarm_p`` and ``from_run`` (False: defaults, no
+        configuration stored)."""
         return self._read(runinfo.thresholds)
 
     def variables(self, eta: float | None = None, v: float | None = None) -> pd.DataFrame:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy.special import ndtri_exp
 from scipy.stats import chi2
 
 from trapline.pipeline.config import VariabilitySection
@@ -32,6 +33,18 @@ def over_thresholds(n: np.ndarray, eta: np.ndarray, v: np.ndarray,
     return over
 
 
+def eta_sigma(n: np.ndarray, eta: np.ndarray) -> np.ndarray:
+    """The significance of ``eta`` over ``n`` points in Gaussian sigma: the normal
+    deviate with the tail chance of chi^2 with n-1 degrees of freedom at (n-1) eta
+    (Wilson-Hilferty's approximation where that chance underflows)."""
+    k = np.asarray(n, dtype=float) - 1.0
+    x = k * np.asarray(eta, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        exact = -ndtri_exp(chi2.logsf(x, k))
+        approx = (np.cbrt(x / k) - (1.0 - 2.0 / (9.0 * k))) / np.sqrt(2.0 / (9.0 * k))
+    return np.where(np.isfinite(exact), exact, approx)
+
+
 def significant_eta(n: np.ndarray, p: float) -> np.ndarray:
     """Per number of points ``n``, the eta a steady source exceeds with chance ``p``."""
     n = np.asarray(n, dtype=np.int64)
@@ -47,8 +60,8 @@ def _significant_eta(n: int, p: float) -> float:
 def variable_candidates(sky: SkyModel, band: int, stats: BandStatistics,
                         cfg: VariabilitySection) -> Candidates:
     """Candidates for the sources of ``stats`` that cross the thresholds for the first
-    time in this band (each source is reported once per band). Significance: eta over
-    its threshold."""
+    time in this band (each source is reported once per band). Significance: that of
+    eta for the number of points (:func:`eta_sigma`)."""
     over = over_thresholds(stats.n, stats.eta_int, stats.v_int, cfg)
     if not over.any():
         return Candidates.empty()
@@ -61,7 +74,7 @@ def variable_candidates(sky: SkyModel, band: int, stats: BandStatistics,
     return Candidates(
         source_id=stats.source_id[sel], kind=np.full(n, "variable", dtype=object),
         level=np.full(n, "eta+v", dtype=object), band=np.full(n, band, dtype=np.int64),
-        significance=stats.eta_int[sel] / cfg.eta_threshold,
+        significance=eta_sigma(stats.n[sel], stats.eta_int[sel]),
         flux=stats.sf_int[sel] / stats.n[sel], limit=np.full(n, np.nan),
         precovery_flux=np.full(n, np.nan), precovery_flux_err=np.full(n, np.nan),
         rise_sigma=np.full(n, np.nan), n_precovery=np.zeros(n, dtype=np.int64),

@@ -62,8 +62,10 @@ SIGNIFICANCE = {
            "the peak in units of the noise of the deepest earlier image at the position",
     "new-rejected": "as for new: a detection not claimed new, for the reason given (no "
                     "significant rise over its precovery flux, or a possible sidelobe)",
-    "variable": "eta_int over the eta threshold of the run, when the source was flagged "
-                "(above 1 then, and V was over its threshold too)",
+    "variable": "the significance of eta_int for the number of points when the source "
+                "was flagged, in Gaussian sigma (the normal deviate with the tail chance of "
+                "chi^2 with N-1 degrees of freedom at (N-1) eta_int); eta and V were over "
+                "their thresholds",
 }
 MONITOR_COLUMNS = ["monitor_id", "name", "ra", "dec", "source_id", "added"]
 FORK_COLUMNS = ["source_id", "parent_id", "image_id", "time"]

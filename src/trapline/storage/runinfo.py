@@ -66,8 +66,9 @@ def run_config(conn: Connection) -> tuple[PipelineConfig, bool]:
 
 def thresholds(conn: Connection) -> dict[str, Any]:
     """The variability thresholds the run flagged variables with: ``eta_threshold``,
-    ``v_threshold`` (both dimensionless), ``min_points`` and ``from_run`` (False when
-    they are the defaults because no configuration is stored)."""
+    ``v_threshold`` (both dimensionless), ``min_points``, ``false_alarm_p`` and
+    ``from_run`` (False when they are the defaults because no configuration is
+    stored)."""
     config, stored = run_config(conn)
     return {**asdict(config.variability), "from_run": stored}
 
