@@ -33,7 +33,8 @@ EFFECTS = {
 ALL = {k: v for effect in EFFECTS.values() for k, v in effect.items()}
 CASES = [("plain", {}, 1, 1), *((name, kw, seed, 1) for name, kw in EFFECTS.items()
                                 for seed in (1, 2)),
-         ("all", ALL, 1, 1), ("all", ALL, 2, 1), ("all", ALL, 3, 2)]
+         ("all", ALL, 1, 1), ("all", ALL, 2, 1), ("all", ALL, 3, 2),
+         ("all", ALL, 4, 4)]
 
 
 def simulate_and_run(tmp, effects: dict, seed: int, bands: int,

@@ -194,3 +194,18 @@ def test_asking_for_references_numbers_no_band(series):
     decider.references(high)
     results = decider.decide([high, low])
     assert [r.image.band for r in results] == [1, 0]
+
+
+def test_precovery_in_every_band(series, tmp_path):
+    """A new source is force-fitted on the buffered earlier images of every band, not
+    only its detection's: each band's lightcurve starts before its first detection
+    (without it, a late transient's lightcurve in the other bands held only its
+    'on' points, and its V there was that of a steady source)."""
+    url = f"sqlite:///{tmp_path / 'run.sqlite'}"
+    _batch(series, url, _config())
+    m = trapline.api.open(url).measurements()
+    first = m[m.kind == "blind"].groupby("source_id").time_mjd.min()
+    late = first[first > m.time_mjd.min()].index
+    pre = m[(m.kind == "precovery") & m.source_id.isin(late)]
+    assert len(late) and pre.source_id.nunique() == len(late)
+    assert (pre.groupby("source_id").band.nunique() == SIM.bands).all()

@@ -137,11 +137,16 @@ def least_squares(
     sig_min = np.where(swap, sig_a, sig_b)
     theta = np.where(swap, params[:, 5] + np.pi / 2, params[:, 5])
     theta = (theta + np.pi / 2) % np.pi - np.pi / 2
-    # A fit that wandered off its island is not a measurement of it.
+    # A fit that wandered off its island is not a measurement of it; nor is one ten
+    # times wider than its island and the beam: a long sidelobe spoke's fit can run to
+    # the bound of its log sigma (e^8, 3000 pixels) with a peak and flux to match, while
+    # faint extended sources on real images (Parkes) fit up to about 8 times theirs.
     inside = (np.abs(params[:, 1] - start.x) < 2 * sig_maj + 1) & (
         np.abs(params[:, 2] - start.y) < 2 * sig_maj + 1
     )
-    ok = start.ok & inside & (params[:, 0] > 0) & np.isfinite(params).all(axis=1)
+    extent = _island_extent(islands)
+    sane = sig_maj <= 10.0 * np.maximum(extent, 3.0 * beam.sigma_maj)
+    ok = start.ok & inside & sane & (params[:, 0] > 0) & np.isfinite(params).all(axis=1)
     _, jac = _model_and_jacobian(params[idx], islands.x, islands.y, free)
     cov = sandwich_covariance(islands, jac, start.rms, beam_cov)
     return PixelShapes(
@@ -156,6 +161,16 @@ def least_squares(
         ok=ok,
         cov=cov,
     )
+
+
+def _island_extent(islands: Islands) -> np.ndarray:
+    """The diagonal of each island's pixel bounding box (pixels)."""
+    if not len(islands):
+        return np.zeros(0)
+    st = islands.starts
+    width = np.maximum.reduceat(islands.x, st) - np.minimum.reduceat(islands.x, st) + 1
+    height = np.maximum.reduceat(islands.y, st) - np.minimum.reduceat(islands.y, st) + 1
+    return np.hypot(width, height).astype(float)
 
 
 def sandwich_covariance(

@@ -383,19 +383,25 @@ class SkyDecider:
     def _new_sources(self, band: int, cat, detections: np.ndarray, det_rows: np.ndarray,
                      beam_deg: float) -> tuple[Candidates, PrecoveryPoints]:
         """New-source candidates among ``detections`` (their sources just added at
-        ``det_rows``): precovery forced fits on the band's buffered images (the points
-        join the sources' lightcurves and running sums), sidelobe vetoes, the decision."""
+        ``det_rows``): precovery forced fits on the buffered images of every band (the
+        points join the sources' lightcurves and running sums in their bands; those of
+        the detection's band decide the rise), sidelobe vetoes, the decision."""
         ns = self.config.new_source
         rows = det_rows[detections]
         ids = self.sky.sources.source_id[rows]
-        found = precover(self.buffer, band, cat.ra_deg[detections], cat.dec_deg[detections], ids)
-        points = found.points
-        if len(points):
-            for key in np.unique(points.image_key):
-                at = np.flatnonzero(points.image_key == key)
-                self.sky.add_fluxes(band, self.sky.rows_of(points.source_id[at]),
-                                    points.peak_flux[at], points.peak_flux_err[at],
-                                    points.peak_flux[at], points.peak_flux_err[at])
+        ra, dec = cat.ra_deg[detections], cat.dec_deg[detections]
+        found = precover(self.buffer, band, ra, dec, ids)
+        parts = [found.points]
+        if len(rows):
+            parts += [precover(self.buffer, other, ra, dec, ids).points
+                      for other in self.buffer.bands() if other != band]
+        for part in parts:
+            for key in np.unique(part.image_key) if len(part) else ():
+                at = np.flatnonzero(part.image_key == key)
+                self.sky.add_fluxes(int(part.band[at[0]]), self.sky.rows_of(part.source_id[at]),
+                                    part.peak_flux[at], part.peak_flux_err[at],
+                                    part.peak_flux[at], part.peak_flux_err[at])
+        points = concat(PrecoveryPoints, parts)
         vetoes = sidelobe_vetoes(cat, detections, beam_deg, ns.sidelobe_fraction,
                                  ns.sidelobe_radius_beams)
         candidates = new_source_candidates(self.depth, band, cat, detections, found, vetoes,

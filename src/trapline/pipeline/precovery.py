@@ -62,6 +62,10 @@ class ImageBuffer:
                          key=lambda q: q[0].record.time_mjd)
             self.nbytes -= oldest.popleft().nbytes
 
+    def bands(self) -> list[int]:
+        """The bands with buffered images, in order."""
+        return sorted(b for b, q in self._bands.items() if q)
+
     def images(self, band: int) -> list[Buffered]:
         """The buffered images of a band, oldest first."""
         return list(self._bands.get(band, ()))
