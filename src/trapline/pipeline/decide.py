@@ -391,10 +391,8 @@ class SkyDecider:
         ids = self.sky.sources.source_id[rows]
         ra, dec = cat.ra_deg[detections], cat.dec_deg[detections]
         found = precover(self.buffer, band, ra, dec, ids)
-        parts = [found.points]
-        if len(rows):
-            parts += [precover(self.buffer, other, ra, dec, ids).points
-                      for other in self.buffer.bands() if other != band]
+        parts = [found.points, *(precover(self.buffer, other, ra, dec, ids).points
+                                 for other in self.buffer.bands() if other != band)]
         for part in parts:
             for key in np.unique(part.image_key) if len(part) else ():
                 at = np.flatnonzero(part.image_key == key)
