@@ -471,3 +471,27 @@ def test_excess_scatter_is_zero_within_the_errors():
     assert zero >= 45  # a 1% test: about one in a hundred is called significant
     tau, _ = excess_scatter(rng.normal(0.0, sigma), sigma, p_value=0.0, clip_sigma=3.0)
     assert tau == 0.0
+
+
+def test_modulation_history_pools_the_accepted_images_of_a_band():
+    from trapline.pipeline.calibrate import Calibration, ModulationHistory
+
+    def cal(own):
+        return replace(Calibration.identity(0.0, 0.0), own_modulation=own)
+
+    history = ModulationHistory(images=3)
+    assert history.pooled(0, cal(math.nan)).flux_modulation == 0.0  # nothing known yet
+    assert history.pooled(0, cal(0.05)).flux_modulation == 0.05
+    for own in (0.1, 0.1, 0.1, 0.3):  # the last one rejected: never added
+        applied = history.pooled(0, cal(own))
+        if own < 0.3:
+            history.add(0, cal(own))
+    # The image's own and the band's last two accepted: rms of (0.3, 0.1, 0.1).
+    assert applied.flux_modulation == pytest.approx(math.sqrt((0.09 + 0.02) / 3))
+    # An image without its own estimate gets the band's (last three accepted); other
+    # bands are apart.
+    assert history.pooled(0, cal(math.nan)).flux_modulation == pytest.approx(0.1)
+    assert history.pooled(1, cal(math.nan)).flux_modulation == 0.0
+    restored = ModulationHistory(images=3)
+    restored.load(history.dump())
+    assert restored.pooled(0, cal(0.2)) == history.pooled(0, cal(0.2))

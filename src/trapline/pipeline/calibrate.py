@@ -442,7 +442,7 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
 
 class ModulationHistory:
     """The flux modulation to apply per band: the root mean square of the own estimates
-    of the band's last ``images`` calibrated images, this one's included. One image's
+    of the image and of the band's last accepted images (``images`` in all). One image's
     twenty-odd references give its modulation to about a quarter of itself; the
     scintillation of a field changes over minutes. An image without an estimate of its
     own (too few references with a history) gets the band's."""
@@ -452,12 +452,19 @@ class ModulationHistory:
         self._history: dict[int, deque[float]] = {}
 
     def pooled(self, band: int, cal: Calibration) -> Calibration:
-        history = self._history.setdefault(band, deque(maxlen=self.images))
+        """``cal`` with the modulation to apply to its image (in ``band``)."""
+        values = list(self._history.get(band, ()))
         if math.isfinite(cal.own_modulation):
-            history.append(cal.own_modulation**2)
-        if not history:
+            values = values[len(values) + 1 - self.images:] + [cal.own_modulation**2]
+        if not values:
             return cal
-        return replace(cal, flux_modulation=math.sqrt(sum(history) / len(history)))
+        return replace(cal, flux_modulation=math.sqrt(sum(values) / len(values)))
+
+    def add(self, band: int, cal: Calibration) -> None:
+        """Count an accepted image's own estimate (a rejected image's is not counted)."""
+        if math.isfinite(cal.own_modulation):
+            self._history.setdefault(band, deque(maxlen=self.images)).append(
+                cal.own_modulation**2)
 
     def dump(self) -> dict[str, list[float]]:
         """The recent estimates (squared) per band, to store with the run."""

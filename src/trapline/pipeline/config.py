@@ -235,8 +235,9 @@ class CalibrationSection:
         "extra fractional scatter and add it to every flux error of the image (0: never)",
         check=rule(lambda v: 0.0 <= v < 1.0, "must be at least 0 and below 1"))
     modulation_images: int = option(
-        16, "the modulation applied to an image: the rms of the own estimates of the band's "
-        "last this many images (1: each image its own)", check=at_least(1))
+        16, "the modulation applied to an image: the rms of its own estimate and those of "
+        "the band's last accepted images, this many in all (1: each image its own)",
+        check=at_least(1))
     max_log_scale: float = option(
         0.5, "reject images whose flux scale is off by more than exp(this)", check=positive)
     reject_min_sources: int = option(

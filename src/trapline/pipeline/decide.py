@@ -317,6 +317,7 @@ class SkyDecider:
         if reason:
             return ImageResult(replace(record, accepted=False, reject_reason=reason, n_blind=0))
         self.rms_history.add(band, record.rms_median)
+        self.modulations.add(band, cal)
         ex = measured.extraction
         cat = apply(ex.sources, cal) if cal.n_flux or cal.n_position else ex.sources
         index = (measured.detection_index if measured.detection_index is not None

@@ -261,6 +261,8 @@ class PartitionedDecider:
                 per_image.setdefault(k, []).append((tile, result))
         for k, i in enumerate(accepted):
             results[i] = self._merge(timestep[i], per_image.get(k, []))
+            if results[i].image.accepted:
+                self.modulations.add(results[i].image.band, calibrations[k])
         return results
 
     def _with_band(self, measured: Measured) -> Measured:
