@@ -399,18 +399,17 @@ def fit_calibration(known: References, cat: Catalogue, beam_deg: float, centre_r
         if keep.sum() >= config.min_sources_flux:
             log_scale, log_err = float(params[0, 0]), float(np.sqrt(cov[0, 0, 0]))
             known_long = np.flatnonzero(keep & known.has_history[k])
-            tau, kept = excess_scatter(log_ratio[known_long], err[known_long],
-                                       config.modulation_p, config.clip_sigma)
             if len(known_long) >= config.min_sources_flux:
-                modulation = tau
-            if tau > 0 and kept.sum() >= config.min_sources_flux:
-                # The scatter is per source: weigh each by its whole error, so that the
-                # brightest do not set the scale alone.
-                keep = np.zeros(len(k), dtype=bool)
-                keep[known_long[kept]] = True
-                w = 1.0 / (np.square(err[keep]) + modulation**2)
-                log_scale = float(np.sum(w * log_ratio[keep]) / np.sum(w))
-                log_err = float(1.0 / np.sqrt(np.sum(w)))
+                modulation, kept = excess_scatter(log_ratio[known_long], err[known_long],
+                                                  config.modulation_p, config.clip_sigma)
+                if modulation > 0 and kept.sum() >= config.min_sources_flux:
+                    # The scatter is per source: weigh each by its whole error, so that
+                    # the brightest do not set the scale alone.
+                    keep = np.zeros(len(k), dtype=bool)
+                    keep[known_long[kept]] = True
+                    w = 1.0 / (np.square(err[keep]) + modulation**2)
+                    log_scale = float(np.sum(w * log_ratio[keep]) / np.sum(w))
+                    log_err = float(1.0 / np.sqrt(np.sum(w)))
             scale = math.exp(log_scale)
             scale_err = scale * log_err
             n_flux = int(keep.sum())
