@@ -1,6 +1,10 @@
-"""Band assignment: images whose frequencies lie within a tolerance share a band."""
+"""Band assignment: images whose frequencies lie within a tolerance share a band; and
+the bounded per-band windows of recent values that quality control and calibration
+keep (stored with the run, so that a resumed run decides as an uninterrupted one)."""
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -30,3 +34,25 @@ class BandAssigner:
             if distance[best] <= self.tolerance_hz:
                 return best
         return -1
+
+
+class BandWindows:
+    """The last ``size`` values added per band."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._values: dict[int, deque[float]] = {}
+
+    def values(self, band: int) -> list[float]:
+        """The band's values, oldest first."""
+        return list(self._values.get(band, ()))
+
+    def add(self, band: int, value: float) -> None:
+        self._values.setdefault(band, deque(maxlen=self.size)).append(float(value))
+
+    def dump(self) -> dict[str, list[float]]:
+        return {str(band): list(values) for band, values in self._values.items()}
+
+    def load(self, stored: dict[str, list[float]]) -> None:
+        for band, values in stored.items():
+            self._values[int(band)] = deque((float(v) for v in values), maxlen=self.size)

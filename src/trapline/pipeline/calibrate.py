@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import math
-from collections import deque
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -42,6 +41,7 @@ from scipy.stats import chi2
 from trapline.errors import ConfigError
 from trapline.extract.catalogue import Catalogue
 from trapline.geometry import offsets_deg, shift_position, unit_vectors
+from trapline.pipeline.bands import BandWindows
 from trapline.pipeline.boundary import position_errors, usable_points
 from trapline.pipeline.config import CalibrationSection
 from trapline.pipeline.skymodel import SkyModel
@@ -448,11 +448,11 @@ class ModulationHistory:
 
     def __init__(self, images: int):
         self.images = images
-        self._history: dict[int, deque[float]] = {}
+        self._history = BandWindows(images)  # squared own estimates
 
     def pooled(self, band: int, cal: Calibration) -> Calibration:
         """``cal`` with the modulation to apply to its image (in ``band``)."""
-        values = list(self._history.get(band, ()))
+        values = self._history.values(band)
         if math.isfinite(cal.own_modulation):
             values = values[len(values) + 1 - self.images:] + [cal.own_modulation**2]
         if not values:
@@ -462,16 +462,14 @@ class ModulationHistory:
     def add(self, band: int, cal: Calibration) -> None:
         """Count an accepted image's own estimate (a rejected image's is not counted)."""
         if math.isfinite(cal.own_modulation):
-            self._history.setdefault(band, deque(maxlen=self.images)).append(
-                cal.own_modulation**2)
+            self._history.add(band, cal.own_modulation**2)
 
     def dump(self) -> dict[str, list[float]]:
         """The recent estimates (squared) per band, to store with the run."""
-        return {str(band): list(values) for band, values in self._history.items()}
+        return self._history.dump()
 
     def load(self, stored: dict[str, list[float]]) -> None:
-        for band, values in stored.items():
-            self._history[int(band)] = deque((float(v) for v in values), maxlen=self.images)
+        self._history.load(stored)
 
 
 def excess_scatter(y: np.ndarray, sigma: np.ndarray, p_value: float, clip_sigma: float

@@ -8,13 +8,13 @@ the recent history of its band (run in order, in the associating process).
 from __future__ import annotations
 
 import math
-from collections import deque
 from functools import lru_cache
 
 import numpy as np
 
 from trapline.geometry import field_circle, separation_deg
 from trapline.image import Image
+from trapline.pipeline.bands import BandWindows
 from trapline.pipeline.brightsources import BRIGHT_SOURCES
 from trapline.pipeline.config import QualitySection
 
@@ -100,13 +100,13 @@ class RmsHistory:
 
     def __init__(self, q: QualitySection):
         self.q = q
-        self._history: dict[int, deque[float]] = {}
+        self._history = BandWindows(q.rms_history)
 
     def check(self, band: int, rms: float) -> str | None:
-        history = self._history.get(band)
-        if history is None or len(history) < self.q.rms_history_min_images:
+        history = self._history.values(band)
+        if len(history) < self.q.rms_history_min_images:
             return None
-        values = np.fromiter(history, float)
+        values = np.asarray(history)
         mean, std = values.mean(), values.std(ddof=1)
         if std > 0 and abs(rms - mean) > self.q.rms_history_sigma * std:
             return (f"rms history: {rms:.3g} Jy/beam is {abs(rms - mean) / std:.1f} sigma from "
@@ -114,14 +114,12 @@ class RmsHistory:
         return None
 
     def add(self, band: int, rms: float) -> None:
-        self._history.setdefault(band, deque(maxlen=self.q.rms_history)).append(rms)
+        self._history.add(band, rms)
 
     def dump(self) -> dict[str, list[float]]:
         """The history per band, to store with the run (a resumed run checks as an
         uninterrupted one does)."""
-        return {str(band): list(values) for band, values in self._history.items()}
+        return self._history.dump()
 
     def load(self, stored: dict[str, list[float]]) -> None:
-        for band, values in stored.items():
-            self._history[int(band)] = deque((float(v) for v in values),
-                                             maxlen=self.q.rms_history)
+        self._history.load(stored)
